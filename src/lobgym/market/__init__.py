@@ -1,0 +1,1 @@
+"""The engine: numba kernels over NamedTuples of arrays. Imports numpy and numba only."""

@@ -1,0 +1,286 @@
+"""Reward terms: a registry of named terms, each a formula over one step, composed by weight.
+
+An env's reward is ``sum_j weight_j * term_j`` over the terms listed under ``reward:`` in its
+config, and ``info["reward_terms"]`` reports each weighted term so that they sum exactly to the
+reward. Notation per step of length dt: PnL_t = change of cash + q * S (gross of fees), f_t = fees
+paid this step, q the inventory after the step (q_T at the horizon), S the mid, W_T the episode's
+net PnL at the horizon (mark-to-market at the mid, after fees). "Terminal" terms are 0 except at
+the step that reaches the horizon.
+
+Every term is evaluated inside the env's fused kernel through one signature, selected by an
+integer code; its parameters travel as a row of floats (kernels never see strings).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lobgym.market._jit import inline
+
+PNL = 0
+FEES = 1
+RUNNING_INVENTORY_PENALTY = 2
+TERMINAL_INVENTORY_PENALTY = 3
+TERMINAL_LIQUIDATION = 4
+DAMPENED_PNL = 5
+CARA_UTILITY = 6
+DIFFERENTIAL_SHARPE = 7
+CVAR_PENALTY = 8
+
+MAX_PARAMS = 2
+_CARA_MAX_EXPONENT = 50.0  # keeps -exp(-gamma W) finite for catastrophic episodes
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(_Params):
+    pass
+
+
+class RunningInventoryParams(_Params):
+    phi: float = Field(ge=0, description="running inventory aversion")
+
+
+class TerminalInventoryParams(_Params):
+    alpha: float = Field(ge=0, description="terminal inventory aversion")
+
+
+class LiquidationParams(_Params):
+    cost_per_unit: float = Field(0.0, ge=0, description="cost per lot liquidated (e.g. a half-spread)")
+    impact: float = Field(0.0, ge=0, description="quadratic impact coefficient")
+
+
+class DampenedPnlParams(_Params):
+    eta: float = Field(ge=0, description="dampening factor on inventory PnL")
+    asymmetric: bool = Field(True, description="dampen only speculative gains (Spooner et al.)")
+
+
+class CaraParams(_Params):
+    gamma: float = Field(gt=0, description="absolute risk aversion")
+
+
+class DifferentialSharpeParams(_Params):
+    eta: float = Field(0.01, gt=0, lt=1, description="adaptation rate of the moving moments")
+
+
+class CvarParams(_Params):
+    alpha: float = Field(0.05, gt=0, le=1, description="tail fraction of the worst per-step losses")
+
+
+@dataclass(frozen=True)
+class RewardTerm:
+    """A registered term: its code, parameter model, formula, and per-env state it needs."""
+
+    code: int
+    params: type[_Params]
+    formula: str
+    state_slots: str = "none"  # "none", "two" (moving moments) or "tail" (a heap of the worst losses)
+
+    def encode(self, params: _Params) -> np.ndarray:
+        row = np.zeros(MAX_PARAMS)
+        values = [float(v) for v in params.model_dump().values()]
+        row[: len(values)] = values
+        return row
+
+
+TERMS: dict[str, RewardTerm] = {
+    "pnl": RewardTerm(PNL, NoParams, "PnL_t = (cash + q S)_t - (cash + q S)_{t-dt}, gross of fees"),
+    "fees": RewardTerm(FEES, NoParams, "-f_t: fees paid this step (positive for rebates)"),
+    "running_inventory_penalty": RewardTerm(
+        RUNNING_INVENTORY_PENALTY, RunningInventoryParams, "-phi * q^2 * dt  (q after the step)"
+    ),
+    "terminal_inventory_penalty": RewardTerm(
+        TERMINAL_INVENTORY_PENALTY, TerminalInventoryParams, "-alpha * q_T^2 at the horizon"
+    ),
+    "terminal_liquidation": RewardTerm(
+        TERMINAL_LIQUIDATION,
+        LiquidationParams,
+        "-(cost_per_unit * |q_T| + impact * q_T^2) at the horizon: the cost of unwinding q_T at the mid",
+    ),
+    "dampened_pnl": RewardTerm(
+        DAMPENED_PNL,
+        DampenedPnlParams,
+        "PnL_t - max(0, eta * q_{t-dt} dS_t) (asymmetric; Spooner et al. 2018), or PnL_t - eta * q_{t-dt} dS_t",
+    ),
+    "cara_utility": RewardTerm(
+        CARA_UTILITY, CaraParams, "-exp(-gamma * W_T) at the horizon (exponent capped at 50)"
+    ),
+    "differential_sharpe": RewardTerm(
+        DIFFERENTIAL_SHARPE,
+        DifferentialSharpeParams,
+        "D_t = (B dA - A dB / 2) / (B - A^2)^(3/2), dA = R_t - A, dB = R_t^2 - B, R_t = PnL_t - f_t, then"
+        " A += eta dA, B += eta dB (Moody & Saffell 2001); 0 while B - A^2 <= 0; A = B = 0 at reset",
+        state_slots="two",
+    ),
+    "cvar_penalty": RewardTerm(
+        CVAR_PENALTY,
+        CvarParams,
+        "-CVaR_alpha of the episode's per-step losses -(PnL_t - f_t): minus the mean of the"
+        " ceil(alpha n) largest losses, at the horizon",
+        state_slots="tail",
+    ),
+}
+
+
+class RewardSpec(NamedTuple):
+    """The composed reward as arrays for the kernels."""
+
+    codes: np.ndarray  #: (T,) int64
+    weights: np.ndarray  #: (T,) float64
+    params: np.ndarray  #: (T, MAX_PARAMS) float64
+    offsets: np.ndarray  #: (T,) int64 first slot of each term in the per-env reward state
+
+
+def cvar_tail_size(alpha: float, n_steps: int) -> int:
+    """Number of worst steps averaged by the CVaR term over a full episode: ceil(alpha * n)."""
+    return max(1, math.ceil(alpha * n_steps - 1e-12))
+
+
+def validate_term(name: str, params: dict, where: str = "reward") -> _Params:
+    """Validate one term's name and parameters; raise ``ValueError`` naming the field otherwise."""
+    if name not in TERMS:
+        raise ValueError(f"{where}.term = {name!r}: unknown reward term; known terms: {', '.join(TERMS)}")
+    model = TERMS[name].params
+    try:
+        return model.model_validate(params or {})
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(x) for x in first["loc"])
+        allowed = ", ".join(model.model_fields) or "none"
+        raise ValueError(
+            f"{where}.params.{field} = {first.get('input')!r}: {first['msg']} "
+            f"(term {name!r} takes: {allowed})"
+        ) from None
+
+
+def build_reward_spec(terms: list[tuple[str, float, dict]], n_steps: int) -> tuple[RewardSpec, int]:
+    """Arrays for ``[(name, weight, params), ...]`` and the per-env state width they need."""
+    codes, weights, rows, offsets = [], [], [], []
+    width = 0
+    for j, (name, weight, params) in enumerate(terms):
+        term = TERMS[name]
+        codes.append(term.code)
+        weights.append(float(weight))
+        row = term.encode(validate_term(name, params, where=f"reward[{j}]"))
+        offsets.append(width)
+        if term.state_slots == "tail":
+            row[1] = cvar_tail_size(row[0], n_steps)
+            width += 1 + int(row[1])
+        else:
+            width += {"none": 0, "two": 2}[term.state_slots]
+        rows.append(row)
+    spec = RewardSpec(
+        codes=np.array(codes, dtype=np.int64),
+        weights=np.array(weights, dtype=np.float64),
+        params=np.array(rows, dtype=np.float64).reshape(len(terms), MAX_PARAMS),
+        offsets=np.array(offsets, dtype=np.int64),
+    )
+    return spec, max(width, 1)
+
+
+@inline
+def _term_value(code, prm, off, i, out, state, stats, p, rstate):
+    pnl = out.pnl[i]
+    net = pnl - out.fee[i]
+    q = state.inventory[i]
+    done = out.done[i]
+    if code == PNL:
+        return pnl
+    if code == FEES:
+        return -out.fee[i]
+    if code == RUNNING_INVENTORY_PENALTY:
+        return -prm[0] * q * q * p.dt
+    if code == TERMINAL_INVENTORY_PENALTY:
+        return -prm[0] * q * q if done else 0.0
+    if code == TERMINAL_LIQUIDATION:
+        return -(prm[0] * abs(q) + prm[1] * q * q) if done else 0.0
+    if code == DAMPENED_PNL:
+        speculative = prm[0] * out.inventory_before[i] * (state.mid[i] - out.mid_before[i])
+        if prm[1] != 0.0:
+            return pnl - max(0.0, speculative)
+        return pnl - speculative
+    if code == CARA_UTILITY:
+        if not done:
+            return 0.0
+        wealth = state.cash[i] + q * state.mid[i] - stats.wealth0[i] - state.fees[i]
+        return -math.exp(min(-prm[0] * wealth, _CARA_MAX_EXPONENT))
+    if code == DIFFERENTIAL_SHARPE:
+        a = rstate[i, off]
+        b = rstate[i, off + 1]
+        d_a = net - a
+        d_b = net * net - b
+        var = b - a * a
+        value = (b * d_a - 0.5 * a * d_b) / var**1.5 if var > 0.0 else 0.0
+        rstate[i, off] = a + prm[0] * d_a
+        rstate[i, off + 1] = b + prm[0] * d_b
+        return value
+    # CVAR_PENALTY: a min-heap of the m largest losses so far (slot off holds its size), so the
+    # tail mean is ready at the horizon without storing or sorting the whole episode.
+    m = np.int64(prm[1])
+    _heap_push(rstate, i, off, m, -net)
+    if not done:
+        return 0.0
+    count = np.int64(rstate[i, off])
+    tail = 0.0
+    for j in range(count):
+        tail += rstate[i, off + 1 + j]
+    return -tail / count
+
+
+@inline
+def _heap_push(rstate, i, off, m, x):
+    """Keep the ``m`` largest values seen in a min-heap stored at ``rstate[i, off + 1 : off + 1 + m]``."""
+    count = np.int64(rstate[i, off])
+    h = off + 1
+    if count < m:
+        j = count
+        rstate[i, off] = count + 1
+    elif x > rstate[i, h]:
+        j = 0  # replace the smallest and sift it down
+        while True:
+            child = 2 * j + 1
+            if child >= m:
+                break
+            if child + 1 < m and rstate[i, h + child + 1] < rstate[i, h + child]:
+                child += 1
+            if rstate[i, h + child] >= x:
+                break
+            rstate[i, h + j] = rstate[i, h + child]
+            j = child
+        rstate[i, h + j] = x
+        return
+    else:
+        return
+    while j > 0:  # sift the new value up
+        parent = (j - 1) // 2
+        if rstate[i, h + parent] <= x:
+            break
+        rstate[i, h + j] = rstate[i, h + parent]
+        j = parent
+    rstate[i, h + j] = x
+
+
+@inline
+def reward_one(i, spec, out, state, stats, p, rstate, terms):
+    """Write env ``i``'s weighted terms into ``terms[i]`` and return their sum (the reward)."""
+    total = 0.0
+    for j in range(spec.codes.shape[0]):
+        value = spec.weights[j] * _term_value(
+            spec.codes[j], spec.params[j], spec.offsets[j], i, out, state, stats, p, rstate
+        )
+        terms[i, j] = value
+        total += value
+    return total
+
+
+@inline
+def reset_reward_state_one(i, rstate):
+    for j in range(rstate.shape[1]):
+        rstate[i, j] = 0.0

@@ -1,0 +1,160 @@
+"""Observation layout and action codec.
+
+Actions are float32 vectors in ``Box(-1, 1)``; :func:`decode_one` maps them to quotes:
+
+=====  ===========  ==========================================================
+index  name         meaning
+=====  ===========  ==========================================================
+0      bid_depth    (a + 1) / 2 * max_depth, distance of the bid below the mid
+1      ask_depth    (a + 1) / 2 * max_depth, distance of the ask above the mid
+2      bid_size     round((a + 1) / 2 * max_size) lots, 0 = no bid (only if ``action.sizes``)
+3      ask_size     round((a + 1) / 2 * max_size) lots, 0 = no ask (only if ``action.sizes``)
+=====  ===========  ==========================================================
+
+Without ``action.sizes`` both sides quote one lot every step.
+
+Observations are float32 vectors whose entries are the configured features, in the order given
+in the config (see :data:`FEATURES` for each feature's definition and bounds).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from lobgym.market._jit import inline, kernel
+
+# ---------------------------------------------------------------------------------------- actions
+ACTION_NAMES = ("bid_depth", "ask_depth", "bid_size", "ask_size")
+
+
+class ActionCodec(NamedTuple):
+    """How a ``Box(-1, 1)`` action maps to quotes."""
+
+    max_depth: float
+    max_size: int  #: largest quoted size in lots (1 when sizes are not controlled)
+    has_sizes: bool  #: the action carries sizes (4 dims) or not (2 dims)
+    clip: bool  #: clip out-of-range actions instead of rejecting them
+
+
+def action_dim(codec: ActionCodec) -> int:
+    return 4 if codec.has_sizes else 2
+
+
+@kernel
+def find_bad_action(actions, clip):
+    """Flat index of the first non-finite action (or out of [-1, 1] when not clipping); -1 if none."""
+    for i in range(actions.shape[0]):
+        for j in range(actions.shape[1]):
+            a = actions[i, j]
+            if not np.isfinite(a) or (not clip and (a < -1.0 or a > 1.0)):
+                return i * actions.shape[1] + j
+    return -1
+
+
+@inline
+def _unit(a):
+    """Map a in [-1, 1] to [0, 1], clipping (validation already rejected what must not be clipped)."""
+    return min(max((a + 1.0) * 0.5, 0.0), 1.0)
+
+
+@inline
+def decode_one(i, actions, codec):
+    """Quotes of env ``i``: (bid_depth, ask_depth, bid_size, ask_size)."""
+    bid_depth = _unit(np.float64(actions[i, 0])) * codec.max_depth
+    ask_depth = _unit(np.float64(actions[i, 1])) * codec.max_depth
+    if codec.has_sizes:
+        bid_size = np.int64(np.round(_unit(np.float64(actions[i, 2])) * codec.max_size))
+        ask_size = np.int64(np.round(_unit(np.float64(actions[i, 3])) * codec.max_size))
+    else:
+        bid_size = np.int64(codec.max_size)
+        ask_size = np.int64(codec.max_size)
+    return bid_depth, ask_depth, bid_size, ask_size
+
+
+def encode_depths(bid_depth, ask_depth, codec: ActionCodec, bid_size=None, ask_size=None) -> np.ndarray:
+    """Inverse of :func:`decode_one` for (arrays of) depths and sizes: the float32 action that
+    quotes them, with depths clipped to [0, max_depth]. Used by the analytic baselines."""
+    bid_depth = np.asarray(bid_depth, dtype=np.float64)
+    ask_depth = np.asarray(ask_depth, dtype=np.float64)
+    cols = [
+        np.clip(bid_depth, 0.0, codec.max_depth) / codec.max_depth * 2.0 - 1.0,
+        np.clip(ask_depth, 0.0, codec.max_depth) / codec.max_depth * 2.0 - 1.0,
+    ]
+    if codec.has_sizes:
+        for size in (bid_size, ask_size):
+            size = np.broadcast_to(np.asarray(1 if size is None else size, dtype=np.float64), bid_depth.shape)
+            cols.append(np.clip(size, 0, codec.max_size) / codec.max_size * 2.0 - 1.0)
+    return np.stack(cols, axis=-1).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------- observations
+OBS_INVENTORY = 0
+OBS_TIME_LEFT = 1
+OBS_MID_CHANGE = 2
+OBS_BID_FILLED = 3
+OBS_ASK_FILLED = 4
+
+#: name -> (code, low, high, definition)
+FEATURES: dict[str, tuple[int, float, float, str]] = {
+    "inventory": (OBS_INVENTORY, -np.inf, np.inf, "q / inventory_scale (inventory_scale = the inventory limit if set)"),
+    "time_left": (OBS_TIME_LEFT, 0.0, 1.0, "(T - t) / T, exactly (n_steps - step) / n_steps"),
+    "mid_change": (OBS_MID_CHANGE, -np.inf, np.inf, "(S_t - S_{t-dt}) / (sigma sqrt(dt)); 0 after reset"),
+    "bid_filled": (OBS_BID_FILLED, 0.0, np.inf, "lots bought in the last step / max_size; 0 after reset"),
+    "ask_filled": (OBS_ASK_FILLED, 0.0, np.inf, "lots sold in the last step / max_size; 0 after reset"),
+}
+
+
+class ObservationSpec(NamedTuple):
+    """Which features are observed, in order, and their scales."""
+
+    features: np.ndarray  #: (F,) int64 feature codes
+    inventory_scale: float
+    mid_scale: float
+    size_scale: float
+
+
+def observation_bounds(names: list[str], inventory_limit: int | None, inventory_scale: float):
+    """Low and high float32 bounds of the observation vector."""
+    low = np.array([FEATURES[n][1] for n in names], dtype=np.float32)
+    high = np.array([FEATURES[n][2] for n in names], dtype=np.float32)
+    if inventory_limit is not None and "inventory" in names:
+        j = names.index("inventory")
+        low[j], high[j] = -inventory_limit / inventory_scale, inventory_limit / inventory_scale
+    return low, high
+
+
+@inline
+def write_obs_one(i, spec, state, out, p, obs, fresh):
+    """Write env ``i``'s observation row; ``fresh`` right after a reset (no last step to report)."""
+    for j in range(spec.features.shape[0]):
+        f = spec.features[j]
+        if f == OBS_INVENTORY:
+            v = state.inventory[i] / spec.inventory_scale
+        elif f == OBS_TIME_LEFT:
+            v = (p.n_steps - state.step[i]) / p.n_steps
+        elif f == OBS_MID_CHANGE:
+            v = 0.0 if fresh else (state.mid[i] - out.mid_before[i]) / spec.mid_scale
+        elif f == OBS_BID_FILLED:
+            v = 0.0 if fresh else out.bid_lots[i] / spec.size_scale
+        else:
+            v = 0.0 if fresh else out.ask_lots[i] / spec.size_scale
+        obs[i, j] = v
+
+
+class ObservationReader:
+    """Reads named quantities back out of observation arrays (for baselines and analysis)."""
+
+    def __init__(self, names: list[str], spec: ObservationSpec, n_steps: int):
+        self.index = {n: j for j, n in enumerate(names)}
+        self.spec = spec
+        self.n_steps = n_steps
+
+    def inventory(self, obs: np.ndarray) -> np.ndarray:
+        """Integer inventory q (requires the ``inventory`` feature)."""
+        return np.rint(np.asarray(obs)[..., self.index["inventory"]] * self.spec.inventory_scale).astype(np.int64)
+
+    def steps_left(self, obs: np.ndarray) -> np.ndarray:
+        """Integer number of steps left in the episode (requires ``time_left``)."""
+        return np.rint(np.asarray(obs)[..., self.index["time_left"]] * self.n_steps).astype(np.int64)

@@ -1,0 +1,120 @@
+"""``MarketMakingVecEnv``: N envs as one stable-baselines3 ``VecEnv``, advanced by one kernel call.
+
+Infos are built lazily: a step returns a :class:`StepInfos` sequence whose dicts are made only when
+read, from arrays copied at that step, so stepping 10,000 envs does not build 10,000 dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+from lobgym.config import EnvConfig, load_env_config
+from lobgym.env import build_spaces
+from lobgym.metrics import as_dict
+from lobgym.simulation import Simulation
+
+
+class StepInfos(Sequence):
+    """The per-env info dicts of one step, built on first access and then kept."""
+
+    def __init__(self, term_names: list[str], terms: np.ndarray, done_idx: np.ndarray,
+                 terminal_obs: np.ndarray, metrics: np.ndarray):
+        self._names = term_names
+        self._terms = terms
+        self._done = {int(i): k for k, i in enumerate(done_idx)}
+        self._terminal_obs = terminal_obs
+        self._metrics = metrics
+        self._built: list[dict | None] = [None] * len(terms)
+
+    def __len__(self) -> int:
+        return len(self._built)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        info = self._built[i]
+        if info is None:
+            info = {"reward_terms": dict(zip(self._names, self._terms[i].tolist(), strict=True))}
+            k = self._done.get(i)
+            if k is not None:
+                info["terminal_observation"] = self._terminal_obs[k]
+                info["episode_metrics"] = as_dict(self._metrics[k])
+                info["TimeLimit.truncated"] = False
+            self._built[i] = info
+        return info
+
+
+class MarketMakingVecEnv(VecEnv):
+    """``n_envs`` independent markets of one config; env ``i`` seeded ``seed + i`` behaves exactly
+    like a single :class:`~lobgym.env.MarketMakingEnv` reset with that seed. Auto-resets at the
+    horizon and puts the last observation in ``info["terminal_observation"]``, as SB3 expects."""
+
+    def __init__(self, config: str | Path | dict | EnvConfig = "as2008", n_envs: int = 1,
+                 seed: int | None = None, parallel: bool | None = None):
+        self.config = load_env_config(config)
+        self.sim = Simulation(self.config, n_envs, parallel=parallel)
+        obs_space, act_space = build_spaces(self.config, self.sim)
+        self.render_mode = None
+        super().__init__(self.sim.n_envs, obs_space, act_space)
+        self._seeded = False
+        if seed is not None:
+            self.seed(seed)
+
+    # --------------------------------------------------------------------------------- VecEnv API
+    def reset(self) -> np.ndarray:
+        seeds = self._seeds
+        if any(s is not None for s in seeds):
+            if any(s is None for s in seeds):
+                raise ValueError("seed: either seed every env or none")
+            self.sim.seed(np.array(seeds, dtype=np.uint64))
+            self._seeded = True
+        elif not self._seeded:
+            entropy = np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0]
+            self.sim.seed(np.arange(self.num_envs, dtype=np.uint64) + entropy)
+            self._seeded = True
+        self._reset_seeds()
+        self._reset_options()
+        return self.sim.reset().copy()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        try:
+            self.sim.actions[...] = np.asarray(actions).reshape(self.sim.actions.shape)
+        except ValueError:
+            raise ValueError(
+                f"actions.shape = {np.shape(actions)}: expected {self.sim.actions.shape} (n_envs, action_dim)"
+            ) from None
+
+    def step_wait(self):
+        b = self.sim.step(auto_reset=True)
+        done_idx = np.flatnonzero(b.dones)
+        infos = StepInfos(self.sim.term_names, b.terms.copy(), done_idx,
+                          b.terminal_obs[done_idx], b.metrics[done_idx])
+        return b.obs.copy(), b.rewards.astype(np.float32), b.dones.copy(), infos
+
+    def close(self) -> None:
+        pass
+
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        return [getattr(self, attr_name)] * len(self._get_indices(indices))
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        raise AttributeError(f"set_attr({attr_name!r}): the envs of a MarketMakingVecEnv share one config")
+
+    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
+        raise AttributeError(f"env_method({method_name!r}): MarketMakingVecEnv has no per-env objects")
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        return [False] * len(self._get_indices(indices))
+
+
+def make_vec_env(config: str | Path | dict | EnvConfig = "as2008", n_envs: int = 1, seed: int | None = None,
+                 parallel: bool | None = None) -> MarketMakingVecEnv:
+    """``n_envs`` envs of ``config`` stepped together; env ``i`` is seeded ``seed + i``."""
+    return MarketMakingVecEnv(config, n_envs=n_envs, seed=seed, parallel=parallel)
