@@ -6,7 +6,6 @@ Every error names the field, the value and what is allowed, e.g.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -136,7 +135,7 @@ class RewardTermConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> RewardTermConfig:
-        validate_term(self.term, self.params, where="term")
+        validate_term(self.term, self.params, where="")  # the error's location already names reward[j]
         return self
 
 
@@ -202,7 +201,18 @@ class AgentConfig(_Strict):
     def _check(self) -> AgentConfig:
         if self.kind not in BASELINE_PARAMS:
             raise ValueError(f"kind = {self.kind!r}: unknown agent; known: {', '.join(BASELINE_PARAMS)}")
-        BASELINE_PARAMS[self.kind].model_validate(self.params)
+        model = BASELINE_PARAMS[self.kind]
+        try:
+            model.model_validate(self.params)
+        except ValidationError as err:
+            # Re-raised as a ValueError so the message carries the path under params and the kind.
+            first = err.errors()[0]
+            field = ".".join(str(x) for x in first["loc"])
+            shown = "" if first["type"] == "missing" else f" = {first.get('input')!r}"
+            takes = ", ".join(model.model_fields)
+            raise ValueError(
+                f"params.{field}{shown}: {first['msg']} (kind {self.kind!r} takes: {takes})"
+            ) from None
         return self
 
     @property
@@ -211,14 +221,41 @@ class AgentConfig(_Strict):
 
 
 # ----------------------------------------------------------------------------------------- loading
-def _format(err: ValidationError, source: str) -> str:
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as ``X``, ``X | None`` or ``list[X]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _fields_at(model: type[BaseModel] | None, loc: tuple) -> list[str] | None:
+    """Field names accepted by the (nested) model that holds the item at ``loc``, if it can be found."""
+    for key in loc[:-1]:
+        if isinstance(key, int):
+            continue  # a list index: the items' model is the list's
+        field = model.model_fields.get(key) if model is not None else None
+        if field is None:
+            return None
+        model = _model_in(field.annotation)
+    return list(model.model_fields) if model is not None else None
+
+
+def _format(err: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:
     lines = []
     for e in err.errors():
         loc = ".".join(f"[{x}]" if isinstance(x, int) else str(x) for x in e["loc"]).replace(".[", "[")
         msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            allowed = _fields_at(model, tuple(e["loc"]))
+            if allowed:
+                msg += f"; allowed: {', '.join(allowed)}"
         value = e.get("input")
         shown = "" if isinstance(value, dict) else f" = {value!r}"
-        lines.append(f"{loc or '(top level)'}{shown}: {msg}")
+        lines.append(f"{loc}{shown}: {msg}" if loc else msg)  # top-level validator messages name their field
     return f"{source}: " + "; ".join(lines)
 
 
@@ -241,7 +278,7 @@ def _load(model: type[BaseModel], kind: str, spec: Any) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format(err, source)) from None
+        raise ConfigError(_format(err, source, model)) from None
 
 
 def load_env_config(spec: str | Path | dict | EnvConfig) -> EnvConfig:

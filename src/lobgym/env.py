@@ -16,7 +16,8 @@ from lobgym.spaces import observation_bounds
 
 def build_spaces(cfg: EnvConfig, sim: Simulation) -> tuple[gym.spaces.Box, gym.spaces.Box]:
     """Observation and action spaces of an env built from ``cfg``."""
-    low, high = observation_bounds(sim.feature_names, cfg.market.inventory.limit, cfg.inventory_scale)
+    low, high = observation_bounds(sim.feature_names, cfg.market.inventory.limit, cfg.inventory_scale,
+                                   market=sim.params, spec=sim.obs_spec)
     obs_space = gym.spaces.Box(low=low, high=high, dtype=np.float32)
     act_space = gym.spaces.Box(low=-1.0, high=1.0, shape=(sim.action_dim,), dtype=np.float32)
     return obs_space, act_space
@@ -92,6 +93,9 @@ class MarketMakingEnv(gym.Env):
         if self._needs_reset:
             raise RuntimeError("step() called before reset() or after the episode ended; call reset() first")
         try:
+            shape = np.shape(action)
+            if shape != self.action_space.shape:  # numpy would silently broadcast a scalar or a (1,) array
+                raise ValueError(f"got shape {shape}")
             self.sim.actions[0] = action
         except (ValueError, TypeError) as err:
             raise ValueError(f"action = {action!r}: expected shape {self.action_space.shape} ({err})") from None

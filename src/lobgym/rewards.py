@@ -144,9 +144,14 @@ def cvar_tail_size(alpha: float, n_steps: int) -> int:
 
 
 def validate_term(name: str, params: dict, where: str = "reward") -> _Params:
-    """Validate one term's name and parameters; raise ``ValueError`` naming the field otherwise."""
+    """Validate one term's name and parameters; raise ``ValueError`` naming the field otherwise.
+
+    ``where`` prefixes the field paths in messages (``"reward[0]"`` gives ``reward[0].params.phi``;
+    ``""`` gives ``params.phi``).
+    """
+    prefix = f"{where}." if where else ""
     if name not in TERMS:
-        raise ValueError(f"{where}.term = {name!r}: unknown reward term; known terms: {', '.join(TERMS)}")
+        raise ValueError(f"{prefix}term = {name!r}: unknown reward term; known terms: {', '.join(TERMS)}")
     model = TERMS[name].params
     try:
         return model.model_validate(params or {})
@@ -154,9 +159,10 @@ def validate_term(name: str, params: dict, where: str = "reward") -> _Params:
         first = err.errors()[0]
         field = ".".join(str(x) for x in first["loc"])
         allowed = ", ".join(model.model_fields) or "none"
+        # A missing field's "input" is the whole params mapping, which says nothing about the field.
+        shown = "" if first["type"] == "missing" else f" = {first.get('input')!r}"
         raise ValueError(
-            f"{where}.params.{field} = {first.get('input')!r}: {first['msg']} "
-            f"(term {name!r} takes: {allowed})"
+            f"{prefix}params.{field}{shown}: {first['msg']} (term {name!r} takes: {allowed})"
         ) from None
 
 

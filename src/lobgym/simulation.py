@@ -15,7 +15,7 @@ import numpy as np
 
 from lobgym.config import EnvConfig
 from lobgym.market import constants as C
-from lobgym.market._jit import kernel, parallel_kernel
+from lobgym.market._jit import inline, kernel, parallel_kernel
 from lobgym.market.rng import make_rng, seed_one
 from lobgym.market.state import (
     EpisodeStats,
@@ -41,7 +41,7 @@ from lobgym.spaces import (
 )
 
 #: Batches at least this large use the multi-core kernel (below it, thread start-up costs more).
-PARALLEL_MIN_ENVS = 256
+PARALLEL_MIN_ENVS = 4096
 
 
 class Buffers(NamedTuple):
@@ -53,6 +53,7 @@ class Buffers(NamedTuple):
     dones: np.ndarray  #: (N,) bool
     terminal_obs: np.ndarray  #: (N, F) float32 last observation of an auto-reset episode
     metrics: np.ndarray  #: (N, M) float64 episode metrics, written at the horizon
+    chunk_done: np.ndarray  #: (_PARALLEL_CHUNKS,) int64 scratch: episodes ended per parallel chunk
 
 
 def market_params(cfg: EnvConfig) -> ReducedFormParams:
@@ -91,40 +92,98 @@ def market_params(cfg: EnvConfig) -> ReducedFormParams:
     )
 
 
+@inline
+def _step_env(i, state, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf, auto_reset):
+    bid_depth, ask_depth, bid_size, ask_size = decode_one(i, actions, codec)
+    step_one(i, state, stats, out, p, bid_depth, ask_depth, bid_size, ask_size, rng)
+    buf.rewards[i] = reward_one(i, rspec, out, state, stats, p, rstate, buf.terms)
+    done = out.done[i]
+    buf.dones[i] = done
+    write_obs_one(i, ospec, state, out, p, buf.obs, False)
+    if not done:
+        return 0
+    write_metrics_one(i, state, stats, buf.metrics)
+    if auto_reset:
+        for j in range(buf.obs.shape[1]):
+            buf.terminal_obs[i, j] = buf.obs[i, j]
+        reset_one(i, state, stats, p, rng)
+        reset_reward_state_one(i, rstate)
+        write_obs_one(i, ospec, state, out, p, buf.obs, True)
+    return 1
+
+
+@inline
+def _reset_env(i, state, stats, out, p, rng, rstate, ospec, buf):
+    reset_one(i, state, stats, p, rng)
+    reset_reward_state_one(i, rstate)
+    write_obs_one(i, ospec, state, out, p, buf.obs, True)
+
+
 def _step_all(state, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf, auto_reset):
     bad = find_bad_action(actions, codec.clip)
     if bad >= 0:
-        return bad
-    for i in numba.prange(state.mid.shape[0]):
-        bid_depth, ask_depth, bid_size, ask_size = decode_one(i, actions, codec)
-        step_one(i, state, stats, out, p, bid_depth, ask_depth, bid_size, ask_size, rng)
-        buf.rewards[i] = reward_one(i, rspec, out, state, stats, p, rstate, buf.terms)
-        done = out.done[i]
-        buf.dones[i] = done
-        write_obs_one(i, ospec, state, out, p, buf.obs, False)
-        if done:
-            write_metrics_one(i, state, stats, buf.metrics)
-            if auto_reset:
-                for j in range(buf.obs.shape[1]):
-                    buf.terminal_obs[i, j] = buf.obs[i, j]
-                reset_one(i, state, stats, p, rng)
-                reset_reward_state_one(i, rstate)
-                write_obs_one(i, ospec, state, out, p, buf.obs, True)
-    return -1
+        return -1 - bad
+    n_done = 0
+    for i in range(state.mid.shape[0]):
+        n_done += _step_env(i, state, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf, auto_reset)
+    return n_done
 
 
 def _reset_all(state, stats, out, p, rng, rstate, ospec, buf, mask):
-    for i in numba.prange(state.mid.shape[0]):
+    for i in range(state.mid.shape[0]):
         if mask[i]:
-            reset_one(i, state, stats, p, rng)
-            reset_reward_state_one(i, rstate)
-            write_obs_one(i, ospec, state, out, p, buf.obs, True)
+            _reset_env(i, state, stats, out, p, rng, rstate, ospec, buf)
+
+
+# The parallel kernels do not inline the per-env code into their prange body: there numba silently
+# drops writes made through NamedTuple attributes (``state.step[i] = ...``; numba issues #5872, #7135,
+# #10338). Instead each prange iteration calls a separate kernel on a chunk of envs, which receives
+# the arrays and writes them; a chunk per thread or so keeps the (costly) calls few.
+_PARALLEL_CHUNKS = 16
+
+
+@kernel
+def _step_chunk(lo, hi, state, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf, auto_reset):
+    n_done = 0
+    for i in range(lo, hi):
+        n_done += _step_env(i, state, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf, auto_reset)
+    return n_done
+
+
+@kernel
+def _reset_chunk(lo, hi, state, stats, out, p, rng, rstate, ospec, buf, mask):
+    for i in range(lo, hi):
+        if mask[i]:
+            _reset_env(i, state, stats, out, p, rng, rstate, ospec, buf)
+
+
+def _step_all_chunked(state, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf, auto_reset):
+    bad = find_bad_action(actions, codec.clip)
+    if bad >= 0:
+        return -1 - bad
+    n = state.mid.shape[0]
+    chunks = min(n, _PARALLEL_CHUNKS)
+    for c in numba.prange(chunks):  # per-chunk counts: a prange reduction would need the numba runtime
+        buf.chunk_done[c] = _step_chunk(c * n // chunks, (c + 1) * n // chunks, state, stats, out, p, rng, actions,
+                                        codec, rspec, rstate, ospec, buf, auto_reset)
+    n_done = 0
+    for c in range(chunks):
+        n_done += buf.chunk_done[c]
+    return n_done
+
+
+def _reset_all_chunked(state, stats, out, p, rng, rstate, ospec, buf, mask):
+    n = state.mid.shape[0]
+    chunks = min(n, _PARALLEL_CHUNKS)
+    for c in numba.prange(chunks):
+        _reset_chunk(c * n // chunks, (c + 1) * n // chunks, state, stats, out, p, rng, rstate, ospec, buf,
+                     mask)
 
 
 _step_serial = kernel(_step_all)
-_step_parallel = parallel_kernel(_step_all)
+_step_parallel = parallel_kernel(_step_all_chunked)
 _reset_serial = kernel(_reset_all)
-_reset_parallel = parallel_kernel(_reset_all)
+_reset_parallel = parallel_kernel(_reset_all_chunked)
 
 
 @kernel
@@ -192,6 +251,7 @@ class Simulation:
             dones=np.zeros(n, dtype=np.bool_),
             terminal_obs=np.zeros((n, f), dtype=np.float32),
             metrics=np.full((n, N_METRICS), np.nan),
+            chunk_done=np.zeros(_PARALLEL_CHUNKS, dtype=np.int64),
         )
         self.action_dim = action_dim(self.codec)
         #: Callers write actions here, then call :meth:`step`; owning the buffer keeps the kernel's
@@ -202,6 +262,7 @@ class Simulation:
         self._reset_kernel = _reset_parallel if use_parallel else _reset_serial
         self._all = np.ones(n, dtype=np.bool_)
         self._bound: dict[bool, object] = {}
+        self.n_done = 0  #: episodes that ended in the last step
         self.seed(np.arange(n, dtype=np.uint64))
 
     # ----------------------------------------------------------------------------------- control
@@ -230,9 +291,10 @@ class Simulation:
             call = self._bound[auto_reset] = _bind(self._step_kernel, (
                 self.state, self.stats, self.outcome, self.params, self.rng, self.actions, self.codec,
                 self.reward_spec, self.reward_state, self.obs_spec, self.buffers, auto_reset))
-        bad = call()
-        if bad >= 0:
-            self._raise_bad_action(self.actions, bad)
+        n_done = call()
+        if n_done < 0:
+            self._raise_bad_action(self.actions, -1 - n_done)
+        self.n_done = n_done
         return self.buffers
 
     def __getstate__(self) -> dict:

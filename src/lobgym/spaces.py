@@ -19,11 +19,13 @@ in the config (see :data:`FEATURES` for each feature's definition and bounds).
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
 from lobgym.market._jit import inline, kernel
+from lobgym.market.constants import FILL_PAPER, NOISE_BINOMIAL
 
 # ---------------------------------------------------------------------------------------- actions
 ACTION_NAMES = ("bid_depth", "ask_depth", "bid_size", "ask_size")
@@ -115,13 +117,65 @@ class ObservationSpec(NamedTuple):
     size_scale: float
 
 
-def observation_bounds(names: list[str], inventory_limit: int | None, inventory_scale: float):
-    """Low and high float32 bounds of the observation vector."""
+# Largest |Z| the generators can produce: Box-Muller's radius sqrt(-2 ln u1) with u1 >= 2**-53.
+_MAX_ABS_NORMAL = math.sqrt(-2.0 * math.log(2.0**-53))
+
+
+def max_poisson_events(lam: float) -> int:
+    """An upper bound on what :func:`~lobgym.market.rng.poisson_from_uniform` can return for mean ``lam``.
+
+    Its inverse-CDF loop always stops once the probability term underflows to 0, so the number of
+    terms until that underflow (plus one for last-bit differences between Python's and numba's
+    ``exp``) bounds the count whatever the uniform.
+    """
+    if lam <= 0.0:
+        return 0
+    p = math.exp(-lam)
+    k = 0
+    while p > 0.0:
+        k += 1
+        p *= lam / k
+    return k + 1
+
+
+def observation_bounds(names: list[str], inventory_limit: int | None, inventory_scale: float,
+                       market=None, spec: ObservationSpec | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Low and high float32 bounds of the observation vector.
+
+    Without ``market`` the unbounded features get infinite bounds. Given the market's
+    :class:`~lobgym.market.state.ReducedFormParams` and the observation ``spec``, every bound is
+    finite: a guaranteed (loose) bound on what an episode can reach, since the horizon is finite
+    and each step's fills and price move are bounded by the generators' 53-bit uniforms. Finite
+    bounds are what Gymnasium's env checker asks for.
+    """
     low = np.array([FEATURES[n][1] for n in names], dtype=np.float32)
     high = np.array([FEATURES[n][2] for n in names], dtype=np.float32)
-    if inventory_limit is not None and "inventory" in names:
+    inv_bound = None if inventory_limit is None else float(inventory_limit)
+    if market is not None:
+        if spec is None:
+            raise ValueError("observation_bounds: spec is required with market")
+        p = market
+        fill_events = 1 if p.fill_rule == FILL_PAPER else max_poisson_events(p.fill_a * p.dt)
+        lots = float(fill_events) * spec.size_scale  # most lots one side can fill in one step
+        reach = max(abs(p.q0_low), abs(p.q0_high)) + p.n_steps * lots
+        if inventory_limit is not None:
+            lots = min(lots, 2.0 * inventory_limit)
+            reach = min(reach, float(inventory_limit))
+        inv_bound = reach
+        z_max = 1.0 if p.noise == NOISE_BINOMIAL else _MAX_ABS_NORMAL
+        jumps = max_poisson_events(p.jump_rate * p.dt) * (abs(p.jump_mean) + p.jump_std * _MAX_ABS_NORMAL)
+        move = abs(p.drift) * p.dt + p.noise_std * z_max + jumps  # largest move of the mid, without reversion
+        deviation = abs(p.s0 - p.mr_theta) + p.n_steps * move  # largest |S - theta| within an episode
+        move += deviation * (1.0 - p.mr_decay)
+        move += 1e-9 * (abs(p.s0) + abs(p.mr_theta) + deviation + 1.0)  # float rounding of S_t - S_{t-dt}
+        extra = {"mid_change": (-move / spec.mid_scale, move / spec.mid_scale),
+                 "bid_filled": (0.0, lots / spec.size_scale), "ask_filled": (0.0, lots / spec.size_scale)}
+        for j, name in enumerate(names):
+            if name in extra:
+                low[j], high[j] = extra[name]
+    if inv_bound is not None and "inventory" in names:
         j = names.index("inventory")
-        low[j], high[j] = -inventory_limit / inventory_scale, inventory_limit / inventory_scale
+        low[j], high[j] = -inv_bound / inventory_scale, inv_bound / inventory_scale
     return low, high
 
 

@@ -64,6 +64,9 @@ class MarketMakingVecEnv(VecEnv):
         self.render_mode = None
         super().__init__(self.sim.n_envs, obs_space, act_space)
         self._seeded = False
+        self._no_envs = np.zeros(0, dtype=np.int64)
+        self._no_obs = self.sim.buffers.terminal_obs[:0]
+        self._no_metrics = self.sim.buffers.metrics[:0]
         if seed is not None:
             self.seed(seed)
 
@@ -85,17 +88,23 @@ class MarketMakingVecEnv(VecEnv):
 
     def step_async(self, actions: np.ndarray) -> None:
         try:
-            self.sim.actions[...] = np.asarray(actions).reshape(self.sim.actions.shape)
-        except ValueError:
+            # Exact shape only: a reshape would silently accept flat or transposed actions.
+            if np.shape(actions) != self.sim.actions.shape:
+                raise ValueError
+            self.sim.actions[...] = actions
+        except (ValueError, TypeError):
             raise ValueError(
                 f"actions.shape = {np.shape(actions)}: expected {self.sim.actions.shape} (n_envs, action_dim)"
             ) from None
 
     def step_wait(self):
         b = self.sim.step(auto_reset=True)
-        done_idx = np.flatnonzero(b.dones)
-        infos = StepInfos(self.sim.term_names, b.terms.copy(), done_idx,
-                          b.terminal_obs[done_idx], b.metrics[done_idx])
+        if self.sim.n_done:
+            done_idx = np.flatnonzero(b.dones)
+            infos = StepInfos(self.sim.term_names, b.terms.copy(), done_idx,
+                              b.terminal_obs[done_idx], b.metrics[done_idx])
+        else:  # most steps: nothing ended, nothing to copy but the terms
+            infos = StepInfos(self.sim.term_names, b.terms.copy(), self._no_envs, self._no_obs, self._no_metrics)
         return b.obs.copy(), b.rewards.astype(np.float32), b.dones.copy(), infos
 
     def close(self) -> None:

@@ -114,9 +114,28 @@ def step_one(i, state, stats, out, p, bid_depth, ask_depth, bid_size, ask_size, 
     stats.pnl_sumsq[i] += net * net
 
 
-def _step(state, stats, out, p, bid_depth, ask_depth, bid_size, ask_size, rng):
-    for i in numba.prange(state.mid.shape[0]):
+@kernel
+def _step_range(lo, hi, state, stats, out, p, bid_depth, ask_depth, bid_size, ask_size, rng):
+    for i in range(lo, hi):
         step_one(i, state, stats, out, p, bid_depth[i], ask_depth[i], bid_size[i], ask_size[i], rng)
+
+
+def _step(state, stats, out, p, bid_depth, ask_depth, bid_size, ask_size, rng):
+    _step_range(0, state.mid.shape[0], state, stats, out, p, bid_depth, ask_depth, bid_size, ask_size, rng)
+
+
+# numba's parallel backend silently drops writes made through NamedTuple attributes inside a prange
+# body (see lobgym.simulation), so the prange runs over chunks and each chunk calls the (not inlined)
+# range kernel, which receives the arrays and writes them.
+_MAX_CHUNKS = 256
+
+
+def _step_prange(state, stats, out, p, bid_depth, ask_depth, bid_size, ask_size, rng):
+    n = state.mid.shape[0]
+    chunks = min(n, _MAX_CHUNKS)
+    for c in numba.prange(chunks):
+        _step_range(c * n // chunks, (c + 1) * n // chunks, state, stats, out, p, bid_depth, ask_depth,
+                    bid_size, ask_size, rng)
 
 
 def _reset(state, stats, p, rng, mask):
@@ -129,6 +148,6 @@ def _reset(state, stats, p, rng, mask):
 #: ask_size, rng)`` with per-env depth (float64) and size (int64) arrays; writes ``out``.
 step = kernel(_step)
 #: Same as :data:`step`, with the env loop spread over all cores (worth it from a few hundred envs).
-step_parallel = parallel_kernel(_step)
+step_parallel = parallel_kernel(_step_prange)
 #: Reset the envs where ``mask`` is true: ``reset(state, stats, params, rng, mask)``.
 reset = kernel(_reset)

@@ -1,0 +1,3 @@
+from lobgym.cli import main
+
+main()

@@ -1,0 +1,23 @@
+"""Agents: the analytic baseline market makers (:mod:`lobgym.agents.baselines`) and evaluation."""
+
+from __future__ import annotations
+
+from lobgym.agents.baselines import (
+    AvellanedaStoikov,
+    BaselineAgent,
+    CarteaJaimungal,
+    FixedSpread,
+    Gueant,
+    RandomAgent,
+    make_agent,
+)
+
+__all__ = [
+    "AvellanedaStoikov",
+    "BaselineAgent",
+    "CarteaJaimungal",
+    "FixedSpread",
+    "Gueant",
+    "RandomAgent",
+    "make_agent",
+]

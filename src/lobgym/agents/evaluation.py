@@ -1,0 +1,68 @@
+"""Evaluating agents on common random numbers: episode ``j`` of every agent runs on the market
+seeded ``seed + j``, so all agents face the same mid-price paths and the same fill uniforms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from lobgym.config import EnvConfig, load_env_config
+from lobgym.metrics import METRICS, summarize
+from lobgym.vec_env import make_vec_env
+
+#: Episodes run side by side in one batched env; larger evaluations run in chunks of this size.
+EVAL_BATCH = 1000
+
+
+class Predictor(Protocol):
+    """Anything with SB3's ``predict``: baselines and trained SB3 models alike."""
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[np.ndarray, Any]: ...
+
+
+@dataclass
+class Evaluation:
+    """Per-episode metrics and returns of one agent, and their summary."""
+
+    agent: str
+    metrics: np.ndarray  #: (episodes, len(METRICS))
+    returns: np.ndarray  #: (episodes,) sum of rewards
+    summary: dict[str, float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.summary = summarize(self.metrics)
+        self.summary["return_mean"] = float(np.mean(self.returns))
+        self.summary["return_std"] = float(np.std(self.returns, ddof=1)) if len(self.returns) > 1 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"agent": self.agent, "summary": self.summary,
+                "episodes": {name: self.metrics[:, j].tolist() for j, name in enumerate(METRICS)}
+                | {"return": self.returns.tolist()}}
+
+
+def evaluate(agent: Predictor, env: str | Path | dict | EnvConfig, episodes: int = 1000, seed: int = 0,
+             name: str = "agent", batch: int = EVAL_BATCH) -> Evaluation:
+    """Run ``episodes`` deterministic episodes of ``agent``; episode ``j`` uses market seed ``seed + j``."""
+    if episodes < 1:
+        raise ValueError(f"episodes = {episodes}: must be >= 1")
+    cfg = load_env_config(env)
+    n_steps = cfg.market.n_steps
+    metrics, returns = [], []
+    for start in range(0, episodes, batch):
+        n = min(batch, episodes - start)
+        venv = make_vec_env(cfg, n_envs=n, seed=seed + start)
+        obs = venv.reset()
+        total = np.zeros(n)
+        for _ in range(n_steps):
+            actions, _ = agent.predict(obs, deterministic=True)
+            obs, rewards, dones, _infos = venv.step(actions)
+            total += venv.sim.buffers.rewards  # float64, not the float32 copy handed to SB3
+        if not dones.all():
+            raise RuntimeError("episodes did not end together at the horizon")
+        metrics.append(venv.sim.buffers.metrics.copy())
+        returns.append(total)
+    return Evaluation(name, np.concatenate(metrics), np.concatenate(returns))

@@ -1,0 +1,146 @@
+"""``lobgym bench``: env-steps per second, single and batched, against a bare random-number loop.
+
+The bare loop advances the same per-env generators and draws exactly the random numbers one env
+step draws (two fill uniforms, the mid's noise, jumps if any), with the same one-kernel-call-per-step
+granularity and the same threading as the env: it is the speed limit of any env built on these
+random streams, and the benchmark reports each batched env's throughput as a fraction of it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numba
+import numpy as np
+
+from lobgym.config import EnvConfig, load_env_config
+from lobgym.market._jit import kernel, parallel_kernel
+from lobgym.market.constants import NOISE_BINOMIAL, STREAM_FILLS, STREAM_MARKET
+from lobgym.market.rng import make_rng, normal, poisson_from_uniform, seed_rng, uniform
+from lobgym.simulation import PARALLEL_MIN_ENVS, market_params
+
+
+def _bare(rng, p, acc):
+    for i in numba.prange(rng.shape[0]):
+        x = uniform(rng, i, STREAM_FILLS) + uniform(rng, i, STREAM_FILLS)
+        if p.noise == NOISE_BINOMIAL:
+            x += uniform(rng, i, STREAM_MARKET)
+        else:
+            x += normal(rng, i, STREAM_MARKET)
+        if p.jump_rate > 0.0:
+            for _ in range(poisson_from_uniform(uniform(rng, i, STREAM_MARKET), p.jump_rate * p.dt)):
+                x += normal(rng, i, STREAM_MARKET)
+        acc[i] += x
+
+
+_bare_serial = kernel(_bare)
+_bare_parallel = parallel_kernel(_bare)
+
+
+@dataclass
+class BenchRow:
+    """One measurement: ``steps_per_s`` env-steps per second (N envs x steps / wall time)."""
+
+    what: str
+    n_envs: int
+    steps_per_s: float
+    bare_steps_per_s: float | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        return self.steps_per_s / self.bare_steps_per_s if self.bare_steps_per_s else None
+
+
+def _rate(fn, n_envs: int, min_seconds: float) -> float:
+    """Env-steps/s of ``fn`` (one call = one step of ``n_envs`` envs), best of three timed runs."""
+    fn()
+    calls = 1
+    while True:  # grow the batch of calls until one run lasts long enough to time well
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        if time.perf_counter() - t0 >= min_seconds / 3:
+            break
+        calls *= 2
+    best = 0.0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        best = max(best, calls * n_envs / (time.perf_counter() - t0))
+    return best
+
+
+def bench_single(cfg: EnvConfig, min_seconds: float) -> BenchRow:
+    """One env through ``gymnasium.make`` (with its default wrappers) and ``env.step``."""
+    import gymnasium
+
+    from lobgym import ENV_ID
+
+    env = gymnasium.make(ENV_ID, config=cfg)
+    env.reset(seed=0)
+    action = np.zeros(env.action_space.shape, dtype=np.float32)
+
+    def one_step():
+        if env.step(action)[2]:
+            env.reset()
+
+    return BenchRow("single env, gymnasium.make + env.step", 1, _rate(one_step, 1, min_seconds))
+
+
+def bench_batched(cfg: EnvConfig, n_envs: int, min_seconds: float) -> list[BenchRow]:
+    """``MarketMakingVecEnv.step`` (SB3 API) and the bare loop, for ``n_envs`` envs."""
+    from lobgym.vec_env import make_vec_env
+
+    venv = make_vec_env(cfg, n_envs=n_envs, seed=0)
+    venv.reset()
+    actions = np.zeros((n_envs, venv.sim.action_dim), dtype=np.float32)
+
+    def vec_step():
+        venv.step(actions)
+
+    rng = make_rng(n_envs)
+    seed_rng(rng, np.arange(n_envs, dtype=np.uint64))
+    acc = np.zeros(n_envs)
+    p = market_params(cfg)
+    bare_kernel = _bare_parallel if n_envs >= PARALLEL_MIN_ENVS else _bare_serial
+
+    def bare_step():
+        bare_kernel(rng, p, acc)
+
+    bare = _rate(bare_step, n_envs, min_seconds)
+    return [BenchRow("batched VecEnv.step (SB3 API)", n_envs, _rate(vec_step, n_envs, min_seconds), bare)]
+
+
+def import_and_first_step_seconds(env: str) -> float:
+    """Wall time of a fresh interpreter importing lobgym and taking one env step (numba cache warm:
+    the measurement runs twice and reports the second)."""
+    code = (
+        "import time; t = time.perf_counter(); import gymnasium, lobgym, numpy as np; "
+        f"e = gymnasium.make(lobgym.ENV_ID, config={env!r}); e.reset(seed=0); "
+        "e.step(np.zeros(e.action_space.shape, dtype=np.float32)); print(time.perf_counter() - t)"
+    )
+    out = ""
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def run(env: str = "as2008", n_envs: tuple[int, ...] = (1, 100, 1000, 10000), min_seconds: float = 1.0,
+        startup: bool = True) -> dict:
+    """All measurements, as a dict ready for JSON."""
+    cfg = load_env_config(env)
+    rows = [bench_single(cfg, min_seconds)]
+    for n in n_envs:
+        rows += bench_batched(cfg, n, min_seconds)
+    result = {
+        "env": cfg.name,
+        "threads": numba.get_num_threads(),
+        "rows": [asdict(r) | {"ratio_to_bare": r.ratio} for r in rows],
+    }
+    if startup:
+        result["import_and_first_step_s"] = import_and_first_step_seconds(env)
+    return result
