@@ -22,28 +22,32 @@ from lobgym.simulation import Simulation
 class StepInfos(Sequence):
     """The per-env info dicts of one step, built on first access and then kept."""
 
+    __slots__ = ("_names", "_terms", "_done_idx", "_terminal_obs", "_metrics", "_built")
+
     def __init__(self, term_names: list[str], terms: np.ndarray, done_idx: np.ndarray,
                  terminal_obs: np.ndarray, metrics: np.ndarray):
         self._names = term_names
         self._terms = terms
-        self._done = {int(i): k for k, i in enumerate(done_idx)}
+        self._done_idx = done_idx  # sorted env indices whose episode ended, rows of terminal_obs/metrics
         self._terminal_obs = terminal_obs
         self._metrics = metrics
-        self._built: list[dict | None] = [None] * len(terms)
+        self._built: dict[int, dict] = {}
 
     def __len__(self) -> int:
-        return len(self._built)
+        return len(self._terms)
 
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        info = self._built[i]
+        n = len(self._terms)
+        if not -n <= i < n:
+            raise IndexError(f"info index {i} out of range for {n} envs")
+        i = int(i) % n
+        info = self._built.get(i)
         if info is None:
             info = {"reward_terms": dict(zip(self._names, self._terms[i].tolist(), strict=True))}
-            k = self._done.get(i)
-            if k is not None:
+            k = int(np.searchsorted(self._done_idx, i))
+            if k < len(self._done_idx) and self._done_idx[k] == i:
                 info["terminal_observation"] = self._terminal_obs[k]
                 info["episode_metrics"] = as_dict(self._metrics[k])
                 info["TimeLimit.truncated"] = False

@@ -1,0 +1,40 @@
+"""The README's examples work as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import yaml
+
+import lobgym
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+
+
+def test_env_yaml_example_builds_and_steps():
+    (example,) = [b for b in _blocks("yaml") if "kind: reduced_form" in b]
+    cfg = yaml.safe_load(example)
+    env = gym.make(lobgym.ENV_ID, config=cfg)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (5,)
+    obs, reward, *_ = env.step(np.zeros(4, dtype=np.float32))
+    assert np.isfinite(reward) and env.observation_space.contains(obs)
+
+
+def test_exactly_two_setup_commands_and_the_test_command_is_marked():
+    setup = README.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    commands = _blocks_in(setup)
+    assert len(commands) == 2
+    assert "<!-- test-command -->\n```bash\n" + commands[1] in setup
+    assert "pytest" in commands[1] and "lobgym evaluate" in commands[0]
+
+
+def _blocks_in(text: str) -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", text, flags=re.S)
