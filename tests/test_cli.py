@@ -58,7 +58,7 @@ def test_evaluate_bad_input_names_the_field():
 
 def test_bench_runs_and_reports_ratios(tmp_path):
     out_json = tmp_path / "bench.json"
-    lobgym("bench", "--n-envs", "1,300", "--seconds", "0.05", "--no-startup", "--json", str(out_json))
+    lobgym("bench", "--n-envs", "1,300", "--seconds", "0.05", "--no-startup", "--no-book", "--json", str(out_json))
     data = json.loads(out_json.read_text())
     rows = data["rows"]
     assert [r["n_envs"] for r in rows] == [1, 1, 300]

@@ -8,6 +8,7 @@ random streams, and the benchmark reports each batched env's throughput as a fra
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import time
@@ -115,6 +116,50 @@ def bench_batched(cfg: EnvConfig, n_envs: int, min_seconds: float) -> list[Bench
     return [BenchRow("batched VecEnv.step (SB3 API)", n_envs, _rate(vec_step, n_envs, min_seconds), bare)]
 
 
+def _bare_flow(rng, n_events, acc):
+    for i in range(rng.shape[0]):
+        x = 0.0
+        for _ in range(n_events[i]):  # per event: an exponential waiting time and a uniform choice
+            x += -math.log(1.0 - uniform(rng, i, STREAM_MARKET)) + uniform(rng, i, STREAM_MARKET)
+        acc[i] += x
+
+
+_bare_flow_kernel = kernel(_bare_flow)
+
+
+def bench_book_flow(n_books: int = 100, seconds_simulated: float = 200.0) -> dict:
+    """Book events per second under the CST (2010) flow on one core, next to a bare loop drawing
+    the same random numbers per event; also the memory of 1000 books with a 200-level window."""
+    from lobgym.market import book as B
+    from lobgym.market import flow as F
+
+    params = F.make_cst_params(F.CST2010["lam_table"], F.CST2010["theta_table"], F.CST2010["mu"], levels=10,
+                               k=F.CST2010["k"], alpha=F.CST2010["alpha"])
+    book, fills, state = B.make_book(n_books, 200, 1024), B.make_fill_log(n_books, 256), F.make_flow_state(n_books)
+    rng = make_rng(n_books)
+    seed_rng(rng, np.arange(n_books, dtype=np.uint64))
+    for i in range(n_books):
+        F.seed_book(book, state, fills, i, 10_000, 10, 3, 1)
+    F.advance(book, state, params, rng, fills, 1.0)  # compile, and leave the initial shape
+    before = state.events.sum(axis=1).copy()
+    t0 = time.perf_counter()
+    for t in range(2, int(seconds_simulated) + 2):
+        F.advance(book, state, params, rng, fills, float(t))
+    elapsed = time.perf_counter() - t0
+    per_book = state.events.sum(axis=1) - before
+    acc = np.zeros(n_books)
+    _bare_flow_kernel(rng, per_book, acc)
+    t0 = time.perf_counter()
+    _bare_flow_kernel(rng, per_book, acc)
+    bare_elapsed = time.perf_counter() - t0
+    thousand = B.make_book(1000, 200, 1024)
+    memory = sum(a.nbytes for a in thousand)
+    return {"what": "book events under CST (2010) flow, one core", "n_books": n_books,
+            "events": int(per_book.sum()), "events_per_s": float(per_book.sum() / elapsed),
+            "bare_events_per_s": float(per_book.sum() / bare_elapsed),
+            "memory_1000_books_200_levels_1024_orders_bytes": int(memory)}
+
+
 def import_and_first_step_seconds(env: str) -> float:
     """Wall time of a fresh interpreter importing lobgym and taking one env step (numba cache warm:
     the measurement runs twice and reports the second)."""
@@ -130,7 +175,7 @@ def import_and_first_step_seconds(env: str) -> float:
 
 
 def run(env: str = "as2008", n_envs: tuple[int, ...] = (1, 100, 1000, 10000), min_seconds: float = 1.0,
-        startup: bool = True) -> dict:
+        startup: bool = True, book: bool = True) -> dict:
     """All measurements, as a dict ready for JSON."""
     cfg = load_env_config(env)
     rows = [bench_single(cfg, min_seconds)]
@@ -143,4 +188,6 @@ def run(env: str = "as2008", n_envs: tuple[int, ...] = (1, 100, 1000, 10000), mi
     }
     if startup:
         result["import_and_first_step_s"] = import_and_first_step_seconds(env)
+    if book:
+        result["book_flow"] = bench_book_flow()
     return result

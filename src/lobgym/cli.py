@@ -98,6 +98,7 @@ def bench(
     n_envs: Annotated[str, typer.Option(help="comma-separated batch sizes")] = "1,100,1000,10000",
     seconds: Annotated[float, typer.Option(min=0.01, help="minimum timed seconds per measurement")] = 1.0,
     startup: Annotated[bool, typer.Option(help="also time import + first step in a fresh process")] = True,
+    book: Annotated[bool, typer.Option(help="also measure the order book under CST flow")] = True,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
 ) -> None:
     """Measure env-steps/s (single env and batched) against a bare random-number loop."""
@@ -111,7 +112,7 @@ def bench(
     except ValueError:
         _fail(f"--n-envs = {n_envs!r}: expected comma-separated integers >= 1, e.g. 1,100,1000")
     try:
-        result = run(env, sizes, seconds, startup)
+        result = run(env, sizes, seconds, startup, book)
     except (ConfigError, ValueError) as err:
         _fail(str(err))
     table = Table(title=f"lobgym bench: env {result['env']}, {result['threads']} numba threads")
@@ -125,6 +126,13 @@ def bench(
     if "import_and_first_step_s" in result:
         console.print(f"import lobgym + make + reset + first step (numba cache warm): "
                       f"{result['import_and_first_step_s']:.2f} s")
+    if "book_flow" in result:
+        bf = result["book_flow"]
+        console.print(f"order book under CST (2010) flow, {bf['n_books']} books, one core: "
+                      f"{bf['events_per_s']:,.0f} events/s (bare loop of the same draws: "
+                      f"{bf['bare_events_per_s']:,.0f}/s, ratio {bf['events_per_s'] / bf['bare_events_per_s']:.0%}); "
+                      f"1000 books x 200 levels x 1024 orders: "
+                      f"{bf['memory_1000_books_200_levels_1024_orders_bytes'] / 2**20:,.0f} MiB")
     if json_out is not None:
         write_json_atomic(json_out, result)
         console.print(f"wrote {json_out}")

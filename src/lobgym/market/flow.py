@@ -66,6 +66,13 @@ EVENT_CANCEL_ASK = 5
 N_EVENT_TYPES = 6
 
 
+#: The calibration of Cont, Stoikov & Talreja (2010), Table 2: limit arrival rates at distance
+#: 1..5 from the opposite best, k / d**alpha beyond; cancellation rates per order at 1..5 (the
+#: last one used further out); market order rate. Rates per second, orders of one unit.
+CST2010 = {"lam_table": (1.85, 1.51, 1.09, 0.88, 0.77), "theta_table": (0.71, 0.81, 0.68, 0.56, 0.47),
+           "mu": 0.94, "k": 1.92, "alpha": 0.52}
+
+
 class CSTParams(NamedTuple):
     """Rates of the Cont–Stoikov–Talreja flow (per unit time) for both sides."""
 

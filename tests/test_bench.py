@@ -1,0 +1,14 @@
+"""The benchmark's book row measures real work: events applied by the engine and the same draws bare."""
+
+from __future__ import annotations
+
+from lobgym.bench import bench_book_flow
+
+
+def test_book_flow_row_counts_events_and_memory():
+    row = bench_book_flow(n_books=4, seconds_simulated=5.0)
+    # CST (2010) rates sum to roughly 20-40 events per second per book.
+    assert 4 * 5 * 10 < row["events"] < 4 * 5 * 100
+    assert row["events_per_s"] > 0 and row["bare_events_per_s"] > 0
+    # 1000 books x (200 levels x 4 + 1024 orders x 9 + 15) int64 words.
+    assert row["memory_1000_books_200_levels_1024_orders_bytes"] == 1000 * 8 * (200 * 4 + 1024 * 9 + 15)
