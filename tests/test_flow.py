@@ -98,3 +98,16 @@ def test_paper_parameters_keep_a_two_sided_book_and_are_deterministic():
     assert events.sum() > 4 * 100 * 10  # tens of events per unit time per book
     assert all(d["bids"] and d["asks"] for d in first)
     assert BID == 0 and ASK == 1
+
+
+def test_keep_centered_moves_the_window_only_near_its_edge_and_changes_no_order():
+    book, fills = B.make_book(1, 40, 64), B.make_fill_log(1, 16)
+    B.reset_book(book, 0, 1000)
+    events = np.array([[[B.EV_LIMIT, BID, 1005, 2, 0], [B.EV_LIMIT, ASK, 1007, 3, 1]]], dtype=np.int64)
+    B.apply_events(book, fills, events, np.zeros((1, 2), np.int64), np.zeros((1, 2), np.int64))
+    before = B.dump_book(book, 0)
+    B.keep_centered(book, 0, 1006)  # best bid 1005 lies below base + 40 // 4 = 1010: recentre
+    assert book.base_tick[0] == 1006 - 20
+    assert B.dump_book(book, 0) == before and book.n_parked[0] == 0
+    B.keep_centered(book, 0, 1100)  # both quotes now well inside the window: nothing moves
+    assert book.base_tick[0] == 986

@@ -24,8 +24,9 @@ Semantics (the slow oracle in :mod:`lobgym.market.reference_book` implements exa
   Parked orders are slower to reach (a scan of the parked list), which is why the env recentres
   the window around the mid.
 * **Capacity.** A book holds at most ``max_orders`` resting orders. A limit order that would rest
-  in a full book is rejected and counted in ``n_rejected`` (callers raise on it, so nothing is
-  lost silently); its executions, if any, still happen.
+  in a full book is rejected and counted in ``n_rejected``, for callers to check (never dropped
+  silently). Only an order that executed nothing can be rejected: one that filled a resting
+  order in full freed that order's slot.
 * **Counters** per book: limit orders added, cancels, reduces, market orders, executions (one per
   maker order hit), and rejections.
 * **Fills** of every execution are appended to a :class:`FillLog` (per book: maker seq and owner,
