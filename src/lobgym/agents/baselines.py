@@ -32,6 +32,7 @@ bound exactly: the engine then stops quoting a side at the limit whatever the ac
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def _reader(cfg: EnvConfig) -> ObservationReader:
     return ObservationReader(names, spec, cfg.market.n_steps)
 
 
-class BaselineAgent:
+class BaselineAgent(ABC):
     """Base class: an analytic strategy bound to one env config, with SB3's ``predict``.
 
     Args:
@@ -112,6 +113,7 @@ class BaselineAgent:
                 )
         self.reader = _reader(env_config)
 
+    @abstractmethod
     def quotes(self, q: np.ndarray, steps_left: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Bid and ask depths from the mid for inventories ``q`` with ``steps_left`` steps to go.
 
@@ -122,10 +124,10 @@ class BaselineAgent:
         Returns:
             ``(bid_depth, ask_depth)`` float64 arrays, unclipped, ``np.inf`` for a withdrawn side.
         """
-        raise NotImplementedError
 
     def reset(self) -> None:
         """Restart any internal randomness (a no-op for the deterministic strategies)."""
+        return None
 
     def _check_obs(self, observation: Any) -> np.ndarray:
         obs = np.asarray(observation)

@@ -310,41 +310,34 @@ def front(book, i, side, price):
 
 
 @inline
-def level_qty(book, i, side, price):
-    """Lots resting on ``side`` at ``price`` (window or parked)."""
+def _level_total(book, i, side, price, column):
+    """Level ``column`` (LV_QTY: lots, LV_COUNT: orders) of ``side`` at ``price``, window or parked."""
     if in_window(book, i, price):
         j = price - book.meta[i, M_BASE]
         head = book.levels[i, j, LV_HEAD]
         if head == NO_SLOT or book.orders[i, head, O_SIDE] != side:
             return 0
-        return book.levels[i, j, LV_QTY]
+        return book.levels[i, j, column]
     o = book.orders
     total = 0
     s = book.meta[i, M_PARK_HEAD]
     while s != NO_SLOT:
         if o[i, s, O_PRICE] == price and o[i, s, O_SIDE] == side:
-            total += o[i, s, O_QTY]
+            total += o[i, s, O_QTY] if column == LV_QTY else 1
         s = o[i, s, O_NEXT]
     return total
 
 
 @inline
+def level_qty(book, i, side, price):
+    """Lots resting on ``side`` at ``price`` (window or parked)."""
+    return _level_total(book, i, side, price, LV_QTY)
+
+
+@inline
 def level_count(book, i, side, price):
     """Orders resting on ``side`` at ``price`` (window or parked)."""
-    if in_window(book, i, price):
-        j = price - book.meta[i, M_BASE]
-        head = book.levels[i, j, LV_HEAD]
-        if head == NO_SLOT or book.orders[i, head, O_SIDE] != side:
-            return 0
-        return book.levels[i, j, LV_COUNT]
-    o = book.orders
-    n = 0
-    s = book.meta[i, M_PARK_HEAD]
-    while s != NO_SLOT:
-        if o[i, s, O_PRICE] == price and o[i, s, O_SIDE] == side:
-            n += 1
-        s = o[i, s, O_NEXT]
-    return n
+    return _level_total(book, i, side, price, LV_COUNT)
 
 
 @kernel
