@@ -23,27 +23,31 @@ LAYERS: dict[str, int] = {
     "market": 0,
     "rewards": 1,
     "spaces": 1,
+    "book_spaces": 1,
+    "flow_config": 1,
     "metrics": 1,
     "presets": 1,
     "io": 1,
     "config": 2,
     "simulation": 3,
-    "env": 4,
-    "vec_env": 5,
-    "__init__": 6,
-    "agents": 7,
-    "bench": 7,
-    "study": 8,
-    "plots": 8,
-    "cli": 9,
-    "__main__": 10,
+    "book_simulation": 4,
+    "env": 5,
+    "vec_env": 6,
+    "__init__": 7,
+    "agents": 8,
+    "bench": 8,
+    "validation": 8,
+    "study": 9,
+    "plots": 9,
+    "cli": 10,
+    "__main__": 11,
 }
 
 #: Third-party packages the engine may use; everything else must be in the standard library.
 ENGINE_THIRD_PARTY = {"numpy", "numba"}
 #: Engine modules that hold compiled kernels or numba options: the oracle must not use them.
 KERNEL_MODULES = {"lobgym.market._jit", "lobgym.market.rng", "lobgym.market.model", "lobgym.market.step",
-                  "lobgym.market.book"}
+                  "lobgym.market.book", "lobgym.market.flow", "lobgym.market.book_market"}
 #: The slow test oracles: they use no numba and no kernel, and nothing in the package uses them.
 ORACLES = {"lobgym.market.reference", "lobgym.market.reference_book"}
 

@@ -71,3 +71,20 @@ def test_bench_runs_and_reports_ratios(tmp_path):
 def test_python_dash_m_and_console_script_agree():
     proc = lobgym("--help")
     assert "evaluate" in proc.stdout and "bench" in proc.stdout
+
+
+@pytest.mark.slow
+def test_validate_writes_figure_and_json_and_refuses_non_book_presets(tmp_path):
+    out = tmp_path / "val"
+    proc = lobgym("validate", "cst2010", "--books", "2", "--seconds", "30", "--seed", "5", "--out", str(out))
+    assert "spread" in proc.stdout and "market_buy" in proc.stdout and "variance ratio" in proc.stdout
+    assert (out / "stylised_facts.png").read_bytes()[:4] == b"\x89PNG"
+    facts = json.loads((out / "stylised_facts.json").read_text())
+    assert facts["env"] == "cst2010" and facts["books"] == 2 and facts["seconds"] == 30 and facts["seed"] == 5
+    assert facts["spread"]["min"] >= 1 and facts["events"]["total"] > 0
+    # --json prints the same facts (and nothing else) on stdout.
+    proc = lobgym("validate", "cst2010", "--books", "2", "--seconds", "30", "--seed", "5", "--out", str(out), "--json")
+    assert json.loads(proc.stdout) == facts
+    proc = lobgym("validate", "as2008", "--out", str(tmp_path / "x"), check=False)
+    assert proc.returncode == 2 and "market.kind" in proc.stdout and "book" in proc.stdout
+    assert not (tmp_path / "x").exists()

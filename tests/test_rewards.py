@@ -90,6 +90,8 @@ class Step:
     info: dict
     bought: int
     sold: int
+    bid_depth: float
+    ask_depth: float
 
     @property
     def pnl(self) -> float:
@@ -119,7 +121,8 @@ def step(env: MarketMakingEnv, action) -> Step:
     assert truncated is False
     assert_terms_sum_exactly(reward, info["reward_terms"])
     out = env.sim.outcome
-    return Step(before, snap(env), reward, terminated, info, int(out.bid_lots[0]), int(out.ask_lots[0]))
+    return Step(before, snap(env), reward, terminated, info, int(out.bid_lots[0]), int(out.ask_lots[0]),
+                float(out.bid_depth[0]), float(out.ask_depth[0]))
 
 
 def run_episode(env: MarketMakingEnv, actions, seed: int) -> list[Step]:
@@ -335,6 +338,37 @@ def test_cvar_penalty_at_the_horizon(alpha: float) -> None:
         )
 
 
+def test_spread_captured_is_the_fills_distance_to_the_mid() -> None:
+    env = MarketMakingEnv(make_config([{"term": "pnl"}, {"term": "spread_captured"}],
+                                      fill={"rule": "poisson", "A": 140.0, "k": 1.5}, noise="normal"))
+    for seed in range(2):
+        steps = run_episode(env, random_actions(seed), seed)
+        for s in steps:
+            out_bid, out_ask = s.bid_depth, s.ask_depth
+            expected = (s.bought * out_bid if s.bought else 0.0) + (s.sold * out_ask if s.sold else 0.0)
+            assert s.terms["spread_captured"] == pytest.approx(expected, **APPROX)
+            # PnL = spread captured + q_after * dS, exactly (up to rounding)
+            inventory_part = s.after.q * (s.after.mid - s.before.mid)
+            assert s.terms["pnl"] == pytest.approx(s.terms["spread_captured"] + inventory_part, rel=1e-9, abs=1e-9)
+        assert any(s.terms["spread_captured"] > 0 for s in steps)
+
+
+@pytest.mark.parametrize("horizon", [1, 3, 20])
+def test_adverse_selection_marks_each_fill_horizon_steps_later(horizon: int) -> None:
+    env = MarketMakingEnv(make_config([{"term": "adverse_selection", "params": {"horizon": horizon}}],
+                                      fill={"rule": "poisson", "A": 140.0, "k": 1.5}, noise="normal"))
+    for seed in range(2):
+        steps = run_episode(env, random_actions(seed), seed)
+        n = len(steps)
+        expected = np.zeros(n)
+        for t, s in enumerate(steps):  # the fills of step t, at the mid after step t + horizon (or T)
+            due = min(t + horizon, n - 1)
+            expected[due] += (s.bought - s.sold) * (steps[due].after.mid - s.before.mid)
+        got = np.array([s.terms["adverse_selection"] for s in steps])
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
+        assert np.any(got != 0)
+
+
 @pytest.mark.parametrize("sigma", [2.0, 0.0])  # sigma = 0: many tied losses (0 or the fee)
 def test_cvar_heap_matches_sorting_over_random_episodes(sigma: float) -> None:
     for alpha in (0.05, 0.13, 0.5, 0.77):
@@ -373,6 +407,8 @@ ALL_TERMS = [
     {"term": "cara_utility", "weight": 0.01, "params": {"gamma": 0.1}},
     {"term": "differential_sharpe", "weight": 0.05, "params": {"eta": 0.2}},
     {"term": "cvar_penalty", "weight": 2.0, "params": {"alpha": 0.2}},
+    {"term": "spread_captured", "weight": 0.3},
+    {"term": "adverse_selection", "weight": 0.4, "params": {"horizon": 3}},
 ]
 
 

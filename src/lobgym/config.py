@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lobgym import presets
+from lobgym.book_spaces import BOOK_FEATURES
+from lobgym.flow_config import FlowConfig, InformedConfig
 from lobgym.rewards import validate_term
 from lobgym.spaces import FEATURES
 
@@ -101,6 +103,100 @@ class ReducedFormMarket(_Strict):
         return int(round(self.horizon / self.dt))
 
 
+class InitialBook(_Strict):
+    """The book an episode's warm-up starts from: background orders on both sides of a 1-tick spread."""
+
+    depth: int = Field(10, gt=0, description="price levels per side")
+    orders_per_level: int = Field(3, gt=0, description="orders of flow.size lots at each level")
+
+
+class Delay(_Strict):
+    """A latency: constant, uniform on [low, high], or exponential with mean ``mean`` truncated at ``cap``."""
+
+    dist: Literal["constant", "uniform", "exponential"] = "constant"
+    value: float = Field(0.0, ge=0, description="the delay of dist: constant")
+    low: float = Field(0.0, ge=0, description="lower end of dist: uniform")
+    high: float = Field(0.0, ge=0, description="upper end of dist: uniform")
+    mean: float = Field(0.0, ge=0, description="mean of the untruncated dist: exponential")
+    cap: float = Field(0.0, ge=0, description="largest delay of dist: exponential (the draw is truncated there)")
+
+    @model_validator(mode="after")
+    def _check(self) -> Delay:
+        if self.dist == "uniform" and self.low > self.high:
+            raise ValueError(f"low = {self.low} > high = {self.high}: need low <= high")
+        if self.dist == "exponential" and (self.mean <= 0 or self.cap <= 0):
+            raise ValueError(f"mean = {self.mean}, cap = {self.cap}: dist exponential needs mean > 0 and cap > 0")
+        return self
+
+    @property
+    def max(self) -> float:
+        return {"constant": self.value, "uniform": self.high, "exponential": self.cap}[self.dist]
+
+
+class LatencyConfig(_Strict):
+    entry: Delay = Delay()
+    cancel: Delay = Delay()
+    observation: float = Field(0.0, ge=0, description="the agent sees the market as it was this long ago")
+
+
+class FeeSchedule(_Strict):
+    per_unit: float = Field(0.0, description="fee per lot traded; negative = rebate")
+    rate: float = Field(0.0, gt=-1, lt=1, description="fee per traded value; negative = rebate")
+
+
+class BookFees(_Strict):
+    maker: FeeSchedule = FeeSchedule()
+    taker: FeeSchedule = FeeSchedule()
+
+
+class BookMarket(_Strict):
+    """An L3 price-time-priority book driven by background order flow; the agent's orders sit in its queues."""
+
+    kind: Literal["book"]
+    tick_size: float = Field(0.01, gt=0, description="price of one tick")
+    s0: float = Field(100.0, gt=0, description="initial mid-price (rounded to the tick grid)")
+    horizon: float = Field(gt=0, description="episode length in seconds of flow")
+    dt: float = Field(gt=0, description="seconds of flow per env step")
+    warmup: float = Field(300.0, ge=0, description="seconds of background flow before each episode starts")
+    levels: int = Field(200, ge=20, le=100_000, description="price levels kept in each book's window")
+    max_orders: int = Field(1024, ge=64, le=1_000_000, description="resting orders a book can hold")
+    initial_book: InitialBook = InitialBook()
+    flow: FlowConfig
+    informed: InformedConfig | None = None
+    latency: LatencyConfig = LatencyConfig()
+    fees: BookFees = BookFees()
+    post_only: bool = Field(True, description="reject (not execute) agent limit orders that arrive marketable")
+    inventory: InventoryConfig = InventoryConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> BookMarket:
+        steps = self.horizon / self.dt
+        if abs(steps - round(steps)) > 1e-6 * max(1.0, steps) or round(steps) < 1:
+            raise ValueError(f"horizon / dt = {self.horizon} / {self.dt} = {steps:g}: must be a whole number >= 1")
+        lat = self.latency
+        for name, value in (("entry", lat.entry.max), ("cancel", lat.cancel.max), ("observation", lat.observation)):
+            if value >= self.dt:
+                raise ValueError(f"latency.{name} = {value:g} (largest delay): must be < dt = {self.dt:g}")
+        s0_tick = self.s0 / self.tick_size
+        if abs(s0_tick - round(s0_tick)) > 1e-6 * max(1.0, s0_tick):
+            raise ValueError(f"s0 = {self.s0}: must be a multiple of tick_size = {self.tick_size}")
+        if 2 * self.initial_book.depth + 2 > self.levels:
+            raise ValueError(f"initial_book.depth = {self.initial_book.depth}: both sides must fit in the "
+                             f"window of levels = {self.levels}")
+        if 2 * self.initial_book.depth * self.initial_book.orders_per_level > self.max_orders // 2:
+            raise ValueError(f"initial_book = {self.initial_book.depth} x {self.initial_book.orders_per_level}: "
+                             f"must use at most half of max_orders = {self.max_orders}")
+        return self
+
+    @property
+    def n_steps(self) -> int:
+        return int(round(self.horizon / self.dt))
+
+    @property
+    def s0_tick(self) -> int:
+        return int(round(self.s0 / self.tick_size))
+
+
 # ------------------------------------------------------------------------------- actions, obs, reward
 class SizesConfig(_Strict):
     max_size: int = Field(gt=0, description="largest quote size in lots")
@@ -153,6 +249,58 @@ class EnvConfig(_Strict):
     def inventory_scale(self) -> float:
         limit = self.market.inventory.limit
         return float(limit) if limit is not None else self.observation.inventory_scale
+
+
+class BookActionConfig(_Strict):
+    """How ``Box(-1, 1)`` actions map to the agent's orders in a book market (see :mod:`lobgym.book_spaces`)."""
+
+    reference: Literal["mid", "touch"] = Field(
+        "mid", description="offsets count from the nearest tick on each side of the mid, or from the best quotes")
+    max_offset: int = Field(10, gt=0, le=10_000, description="offset in ticks at action +1 (0 at action -1)")
+    max_size: int = Field(5, gt=0, description="largest quote size in lots (a size of 0 withdraws the side)")
+    market_order: int = Field(0, ge=0, description="when > 0, a 5th action sends market orders of up to this many lots")
+    clip: bool = Field(False, description="clip actions outside [-1, 1] instead of raising")
+
+
+BookFeatureName = Literal[tuple(BOOK_FEATURES)]  # type: ignore[valid-type]
+
+
+class BookObservationConfig(_Strict):
+    features: list[BookFeatureName] = Field(
+        default_factory=lambda: ["inventory", "time_left", "spread", "depth", "imbalance", "returns", "queue"],
+        min_length=1)
+    depth_levels: int = Field(5, gt=0, le=50, description="levels per side in the depth feature")
+    returns: int = Field(5, gt=0, le=100, description="recent one-step mid returns in the returns feature")
+    depth_scale: float = Field(10.0, gt=0, description="lots that map to 1.0 in depth and queue features")
+    return_scale: float = Field(5.0, gt=0, description="ticks of mid move that map to 1.0 in the returns feature")
+    inventory_scale: float = Field(10.0, gt=0, description="inventory divisor when no limit is set")
+
+    @field_validator("features")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dupes = sorted({f for f in v if v.count(f) > 1})
+        if dupes:
+            raise ValueError(f"features {dupes} listed twice; each feature may appear once")
+        return v
+
+
+class BookEnvConfig(_Strict):
+    """A market-making environment on an order-book market."""
+
+    name: str = "custom"
+    description: str = ""
+    market: BookMarket
+    action: BookActionConfig = BookActionConfig()
+    observation: BookObservationConfig = BookObservationConfig()
+    reward: list[RewardTermConfig] = Field(default_factory=lambda: [RewardTermConfig(term="pnl")], min_length=1)
+
+    @property
+    def inventory_scale(self) -> float:
+        limit = self.market.inventory.limit
+        return float(limit) if limit is not None else self.observation.inventory_scale
+
+
+AnyEnvConfig = EnvConfig | BookEnvConfig
 
 
 # ------------------------------------------------------------------------------------------ agents
@@ -259,8 +407,9 @@ def _format(err: ValidationError, source: str, model: type[BaseModel] | None = N
     return f"{source}: " + "; ".join(lines)
 
 
-def _load(model: type[BaseModel], kind: str, spec: Any) -> Any:
-    if isinstance(spec, model):
+def _load(model: type[BaseModel] | Any, kind: str, spec: Any) -> Any:
+    """Validate ``spec`` with ``model`` (or with ``model(data)`` when it picks the model from the data)."""
+    if isinstance(model, type) and isinstance(spec, model):
         return spec
     source = "config"
     if isinstance(spec, str | Path):
@@ -275,15 +424,37 @@ def _load(model: type[BaseModel], kind: str, spec: Any) -> Any:
         data = spec
     else:
         raise ConfigError(f"config = {spec!r}: expected a preset name, a YAML path, or a dict")
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        model = model(data)
+        if isinstance(model, str):
+            raise ConfigError(f"{source}: {model}")
     try:
         return model.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format(err, source, model)) from None
 
 
-def load_env_config(spec: str | Path | dict | EnvConfig) -> EnvConfig:
-    """An :class:`EnvConfig` from a preset name (``"as2008"``), a YAML path, a dict or a config."""
-    return _load(EnvConfig, "envs", spec)
+def load_env_config(spec: str | Path | dict | EnvConfig | BookEnvConfig) -> EnvConfig | BookEnvConfig:
+    """An env config from a preset name (``"as2008"``), a YAML path, a dict or a config: a
+    :class:`BookEnvConfig` when ``market.kind`` is ``book``, else an :class:`EnvConfig`."""
+    if isinstance(spec, EnvConfig | BookEnvConfig):
+        return spec
+    return _load(_env_model, "envs", spec)
+
+
+def _env_model(data: Any) -> type[BaseModel] | str:
+    """The config model for ``data`` by its ``market.kind``, or an error message."""
+    kind = _market_kind(data)
+    if kind == "book":
+        return BookEnvConfig
+    if kind in (None, "reduced_form"):
+        return EnvConfig
+    return f"market.kind = {kind!r}: unknown market; allowed: reduced_form, book"
+
+
+def _market_kind(data: Any) -> Any:
+    market = data.get("market") if isinstance(data, dict) else None
+    return market.get("kind") if isinstance(market, dict) else None
 
 
 def load_agent_config(spec: str | Path | dict | AgentConfig) -> AgentConfig:

@@ -8,16 +8,24 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from lobgym.config import EnvConfig, load_env_config
+from lobgym.book_simulation import BookSimulation
+from lobgym.config import BookEnvConfig, EnvConfig, load_env_config
 from lobgym.metrics import as_dict
 from lobgym.simulation import Simulation
-from lobgym.spaces import observation_bounds
 
 
-def build_spaces(cfg: EnvConfig, sim: Simulation) -> tuple[gym.spaces.Box, gym.spaces.Box]:
+def make_simulation(cfg: EnvConfig | BookEnvConfig, n_envs: int,
+                    parallel: bool | None = None) -> Simulation | BookSimulation:
+    """The simulation of ``cfg``'s market kind: reduced-form or order book."""
+    if isinstance(cfg, BookEnvConfig):
+        return BookSimulation(cfg, n_envs, parallel=parallel)
+    return Simulation(cfg, n_envs, parallel=parallel)
+
+
+def build_spaces(cfg: EnvConfig | BookEnvConfig, sim: Simulation | BookSimulation) -> tuple[gym.spaces.Box,
+                                                                                              gym.spaces.Box]:
     """Observation and action spaces of an env built from ``cfg``."""
-    low, high = observation_bounds(sim.feature_names, cfg.market.inventory.limit, cfg.inventory_scale,
-                                   market=sim.params, spec=sim.obs_spec)
+    low, high = sim.observation_bounds()
     obs_space = gym.spaces.Box(low=low, high=high, dtype=np.float32)
     act_space = gym.spaces.Box(low=-1.0, high=1.0, shape=(sim.action_dim,), dtype=np.float32)
     return obs_space, act_space
@@ -72,7 +80,7 @@ class MarketMakingEnv(gym.Env):
             raise ValueError(f"render_mode = {render_mode!r}: allowed: None (this env does not render)")
         self.render_mode = render_mode
         self.config = load_env_config(config)
-        self.sim = Simulation(self.config, 1, parallel=False)
+        self.sim = make_simulation(self.config, 1, parallel=False)
         self.observation_space, self.action_space = build_spaces(self.config, self.sim)
         self._seeded = False
         self._needs_reset = True
@@ -103,6 +111,6 @@ class MarketMakingEnv(gym.Env):
         terminated = bool(b.dones[0])
         info: dict[str, Any] = {"reward_terms": dict(zip(self.sim.term_names, b.terms[0].tolist(), strict=True))}
         if terminated:
-            info["episode_metrics"] = as_dict(b.metrics[0])
+            info["episode_metrics"] = as_dict(b.metrics[0], self.sim.metric_names)
             self._needs_reset = True
         return b.obs[0].copy(), float(b.rewards[0]), terminated, False, info

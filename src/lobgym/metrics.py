@@ -66,15 +66,66 @@ def write_metrics_one(i, state, stats, metrics):
     metrics[i, 11] = n
 
 
-def as_dict(row: np.ndarray) -> dict[str, float]:
+#: Episode metrics of the order-book env (:func:`write_book_metrics_one`), in row order.
+BOOK_METRICS = (
+    "pnl",  # net PnL, as above
+    "spread_pnl",  # sum over fills of lots * distance to the mid at the start of their step
+    "inventory_pnl",  # sum over steps of q * mid change: pnl = spread_pnl + inventory_pnl - fees
+    "fees",
+    "final_inventory",
+    "mean_abs_inventory",
+    "max_abs_inventory",
+    "fills",  # lots bought + sold
+    "bid_fills",
+    "ask_fills",
+    "taker_lots",  # lots the agent executed as aggressor (market and marketable orders)
+    "fill_ratio",  # lots filled as maker / lots posted in limit orders (NaN if none posted)
+    "rejected",  # agent orders rejected (post-only crossing or a full book)
+    "mean_spread",  # mean quoted spread in ticks over the steps quoted on both sides at their end
+    "quote_uptime",  # fraction of step-sides with an agent order resting at the step's end
+    "step_sharpe",
+    "events",  # background order-flow events in the episode
+    "steps",
+)
+
+
+@inline
+def write_book_metrics_one(i, st, stats, metrics):
+    """Write env ``i``'s episode metrics into ``metrics[i]`` in the order of :data:`BOOK_METRICS`."""
+    q = st.inventory[i]
+    n = st.step[i]
+    metrics[i, 0] = st.cash[i] + q * st.mid[i] - stats.wealth0[i] - st.fees[i]
+    metrics[i, 1] = stats.spread_pnl[i]
+    metrics[i, 2] = stats.inventory_pnl[i]
+    metrics[i, 3] = st.fees[i]
+    metrics[i, 4] = q
+    metrics[i, 5] = stats.abs_inventory_sum[i] / n
+    metrics[i, 6] = stats.max_abs_inventory[i]
+    metrics[i, 7] = stats.bid_lots[i] + stats.ask_lots[i]
+    metrics[i, 8] = stats.bid_lots[i]
+    metrics[i, 9] = stats.ask_lots[i]
+    metrics[i, 10] = stats.taker_lots[i]
+    metrics[i, 11] = stats.passive_lots[i] / stats.posted_lots[i] if stats.posted_lots[i] > 0 else np.nan
+    metrics[i, 12] = stats.rejected[i]
+    metrics[i, 13] = stats.spread_sum[i] / stats.two_sided[i] if stats.two_sided[i] > 0 else np.nan
+    metrics[i, 14] = stats.quoted[i] / (2.0 * n)
+    mean = stats.pnl_sum[i] / n
+    var = stats.pnl_sumsq[i] / n - mean * mean
+    metrics[i, 15] = mean / math.sqrt(var) * math.sqrt(n) if var > 1e-300 else 0.0
+    metrics[i, 16] = stats.events[i]
+    metrics[i, 17] = n
+
+
+def as_dict(row: np.ndarray, names: tuple[str, ...] = METRICS) -> dict[str, float]:
     """One episode's metrics row as ``{name: value}``."""
-    return {name: float(v) for name, v in zip(METRICS, row, strict=True)}
+    return {name: float(v) for name, v in zip(names, row, strict=True)}
 
 
-def summarize(rows: np.ndarray) -> dict[str, float]:
-    """Summary over episodes (rows of :data:`METRICS`): means and stds, and the Sharpe ratio."""
+def summarize(rows: np.ndarray, names: tuple[str, ...] = METRICS) -> dict[str, float]:
+    """Summary over episodes (rows of ``names``, :data:`METRICS` or :data:`BOOK_METRICS`): means and
+    stds, and the Sharpe ratio."""
     rows = np.asarray(rows, dtype=np.float64)
-    col = {name: rows[:, j] for j, name in enumerate(METRICS)}
+    col = {name: rows[:, j] for j, name in enumerate(names)}
     pnl_std = float(np.std(col["pnl"], ddof=1)) if len(rows) > 1 else 0.0
     return {
         "episodes": float(len(rows)),
@@ -84,8 +135,13 @@ def summarize(rows: np.ndarray) -> dict[str, float]:
         "final_inventory_mean": float(np.mean(col["final_inventory"])),
         "final_inventory_std": float(np.std(col["final_inventory"], ddof=1)) if len(rows) > 1 else 0.0,
         "mean_abs_inventory": float(np.mean(col["mean_abs_inventory"])),
-        "mean_spread": float(np.nanmean(col["mean_spread"])) if np.isfinite(col["mean_spread"]).any() else float("nan"),
+        "mean_spread": _nanmean(col["mean_spread"]),
         "fills_mean": float(np.mean(col["fills"])),
         "fees_mean": float(np.mean(col["fees"])),
         "quote_uptime": float(np.mean(col["quote_uptime"])),
+        **{f"{k}_mean": _nanmean(col[k]) for k in ("spread_pnl", "inventory_pnl", "fill_ratio") if k in col},
     }
+
+
+def _nanmean(x: np.ndarray) -> float:
+    return float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")

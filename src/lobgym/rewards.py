@@ -31,6 +31,8 @@ DAMPENED_PNL = 5
 CARA_UTILITY = 6
 DIFFERENTIAL_SHARPE = 7
 CVAR_PENALTY = 8
+SPREAD_CAPTURED = 9
+ADVERSE_SELECTION = 10
 
 MAX_PARAMS = 2
 _CARA_MAX_EXPONENT = 50.0  # keeps -exp(-gamma W) finite for catastrophic episodes
@@ -70,6 +72,10 @@ class DifferentialSharpeParams(_Params):
     eta: float = Field(0.01, gt=0, lt=1, description="adaptation rate of the moving moments")
 
 
+class MarkoutParams(_Params):
+    horizon: int = Field(1, ge=1, le=10_000, description="steps after a fill's step at which it is marked")
+
+
 class CvarParams(_Params):
     alpha: float = Field(0.05, gt=0, le=1, description="tail fraction of the worst per-step losses")
 
@@ -81,7 +87,8 @@ class RewardTerm:
     code: int
     params: type[_Params]
     formula: str
-    state_slots: str = "none"  # "none", "two" (moving moments) or "tail" (a heap of the worst losses)
+    # "none", "two" (moving moments), "tail" (a heap of the worst losses) or "markout" (a ring of fills)
+    state_slots: str = "none"
 
     def encode(self, params: _Params) -> np.ndarray:
         row = np.zeros(MAX_PARAMS)
@@ -125,6 +132,18 @@ TERMS: dict[str, RewardTerm] = {
         "-CVaR_alpha of the episode's per-step losses -(PnL_t - f_t): minus the mean of the"
         " ceil(alpha n) largest losses, at the horizon",
         state_slots="tail",
+    ),
+    "spread_captured": RewardTerm(
+        SPREAD_CAPTURED, NoParams,
+        "sum over this step's fills of lots * (mid - price) for buys, lots * (price - mid) for sells, mid at the"
+        " step's start (so PnL_t = spread_captured + q_t dS_t exactly)",
+    ),
+    "adverse_selection": RewardTerm(
+        ADVERSE_SELECTION, MarkoutParams,
+        "markout of past fills: the fills of step t - horizon, sum of signed lots * (S_t - S at the start of"
+        " their step), paid at step t (all pending fills at the horizon T); negative when fills precede"
+        " adverse moves",
+        state_slots="markout",
     ),
 }
 
@@ -179,6 +198,8 @@ def build_reward_spec(terms: list[tuple[str, float, dict]], n_steps: int) -> tup
         if term.state_slots == "tail":
             row[1] = cvar_tail_size(row[0], n_steps)
             width += 1 + int(row[1])
+        elif term.state_slots == "markout":
+            width += 1 + 2 * int(row[0])
         else:
             width += {"none": 0, "two": 2}[term.state_slots]
         rows.append(row)
@@ -227,6 +248,11 @@ def _term_value(code, prm, off, i, out, state, stats, p, rstate):
         rstate[i, off] = a + prm[0] * d_a
         rstate[i, off + 1] = b + prm[0] * d_b
         return value
+    if code == SPREAD_CAPTURED:
+        return out.spread_captured[i]
+    if code == ADVERSE_SELECTION:
+        return _markout(rstate, i, off, np.int64(prm[0]), out.bid_lots[i] - out.ask_lots[i], out.mid_before[i],
+                        state.mid[i], done)
     # CVAR_PENALTY: a min-heap of the m largest losses so far (slot off holds its size), so the
     # tail mean is ready at the horizon without storing or sorting the whole episode.
     m = np.int64(prm[1])
@@ -238,6 +264,22 @@ def _term_value(code, prm, off, i, out, state, stats, p, rstate):
     for j in range(count):
         tail += rstate[i, off + 1 + j]
     return -tail / count
+
+
+@inline
+def _markout(rstate, i, off, k, signed_lots, mid_before, mid, done):
+    """Ring of the last ``k`` steps' (signed lots, signed lots * mid at the step's start) at
+    ``rstate[i, off + 1 :]``, slot ``off`` counting steps: returns the markout due now."""
+    n = np.int64(rstate[i, off])
+    slot = off + 1 + 2 * (n % k)
+    value = rstate[i, slot] * mid - rstate[i, slot + 1]  # step n - k's fills (zeros while n < k)
+    rstate[i, slot] = signed_lots
+    rstate[i, slot + 1] = signed_lots * mid_before
+    rstate[i, off] = n + 1
+    if done:
+        for j in range(k):
+            value += rstate[i, off + 1 + 2 * j] * mid - rstate[i, off + 2 + 2 * j]
+    return value
 
 
 @inline

@@ -27,7 +27,7 @@ from lobgym.market.state import (
     make_step_outcome,
 )
 from lobgym.market.step import reset_one, step_one
-from lobgym.metrics import N_METRICS, write_metrics_one
+from lobgym.metrics import METRICS, N_METRICS, write_metrics_one
 from lobgym.rewards import RewardSpec, build_reward_spec, reset_reward_state_one, reward_one
 from lobgym.spaces import (
     ACTION_NAMES,
@@ -37,6 +37,7 @@ from lobgym.spaces import (
     action_dim,
     decode_one,
     find_bad_action,
+    observation_bounds,
     write_obs_one,
 )
 
@@ -217,6 +218,9 @@ class ActionError(ValueError):
 class Simulation:
     """Arrays and compiled kernels for ``n_envs`` copies of one env config."""
 
+    metric_names = METRICS
+    action_names = ACTION_NAMES
+
     def __init__(self, cfg: EnvConfig, n_envs: int, parallel: bool | None = None):
         if not isinstance(n_envs, int | np.integer) or n_envs < 1:
             raise ValueError(f"n_envs = {n_envs!r}: must be an integer >= 1")
@@ -264,6 +268,11 @@ class Simulation:
         self._bound: dict[bool, object] = {}
         self.n_done = 0  #: episodes that ended in the last step
         self.seed(np.arange(n, dtype=np.uint64))
+
+    def observation_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Finite low and high bounds of the observation vector."""
+        return observation_bounds(self.feature_names, self.cfg.market.inventory.limit, self.cfg.inventory_scale,
+                                  market=self.params, spec=self.obs_spec)
 
     # ----------------------------------------------------------------------------------- control
     def seed(self, seeds, mask: np.ndarray | None = None) -> None:

@@ -14,19 +14,19 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from lobgym.config import EnvConfig, load_env_config
-from lobgym.env import build_spaces
+from lobgym.env import build_spaces, make_simulation
 from lobgym.metrics import as_dict
-from lobgym.simulation import Simulation
 
 
 class StepInfos(Sequence):
     """The per-env info dicts of one step, built on first access and then kept."""
 
-    __slots__ = ("_names", "_terms", "_done_idx", "_terminal_obs", "_metrics", "_built")
+    __slots__ = ("_names", "_terms", "_done_idx", "_terminal_obs", "_metrics", "_metric_names", "_built")
 
     def __init__(self, term_names: list[str], terms: np.ndarray, done_idx: np.ndarray,
-                 terminal_obs: np.ndarray, metrics: np.ndarray):
+                 terminal_obs: np.ndarray, metrics: np.ndarray, metric_names: tuple[str, ...]):
         self._names = term_names
+        self._metric_names = metric_names
         self._terms = terms
         self._done_idx = done_idx  # sorted env indices whose episode ended, rows of terminal_obs/metrics
         self._terminal_obs = terminal_obs
@@ -49,7 +49,7 @@ class StepInfos(Sequence):
             k = int(np.searchsorted(self._done_idx, i))
             if k < len(self._done_idx) and self._done_idx[k] == i:
                 info["terminal_observation"] = self._terminal_obs[k]
-                info["episode_metrics"] = as_dict(self._metrics[k])
+                info["episode_metrics"] = as_dict(self._metrics[k], self._metric_names)
                 info["TimeLimit.truncated"] = False
             self._built[i] = info
         return info
@@ -63,7 +63,7 @@ class MarketMakingVecEnv(VecEnv):
     def __init__(self, config: str | Path | dict | EnvConfig = "as2008", n_envs: int = 1,
                  seed: int | None = None, parallel: bool | None = None):
         self.config = load_env_config(config)
-        self.sim = Simulation(self.config, n_envs, parallel=parallel)
+        self.sim = make_simulation(self.config, n_envs, parallel=parallel)
         obs_space, act_space = build_spaces(self.config, self.sim)
         self.render_mode = None
         super().__init__(self.sim.n_envs, obs_space, act_space)
@@ -106,9 +106,10 @@ class MarketMakingVecEnv(VecEnv):
         if self.sim.n_done:
             done_idx = np.flatnonzero(b.dones)
             infos = StepInfos(self.sim.term_names, b.terms.copy(), done_idx,
-                              b.terminal_obs[done_idx], b.metrics[done_idx])
+                              b.terminal_obs[done_idx], b.metrics[done_idx], self.sim.metric_names)
         else:  # most steps: nothing ended, nothing to copy but the terms
-            infos = StepInfos(self.sim.term_names, b.terms.copy(), self._no_envs, self._no_obs, self._no_metrics)
+            infos = StepInfos(self.sim.term_names, b.terms.copy(), self._no_envs, self._no_obs, self._no_metrics,
+                              self.sim.metric_names)
         return b.obs.copy(), b.rewards.astype(np.float32), b.dones.copy(), infos
 
     def close(self) -> None:

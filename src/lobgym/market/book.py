@@ -138,7 +138,7 @@ class FillLog(NamedTuple):
     Python views: ``count``, ``overflow`` (N,) and ``maker_seq``, ``maker_owner``, ``taker_owner``,
     ``taker_side``, ``price``, ``qty`` (N, F)."""
 
-    counts: np.ndarray  #: (N, 2): entries used, executions that did not fit
+    counts: np.ndarray  #: (N, 3): entries used, executions that did not fit, agent-only flag
     records: np.ndarray  #: (N, F, 6) F_* columns
 
     @property
@@ -166,10 +166,12 @@ def make_book(n_books: int, n_levels: int, max_orders: int) -> BookState:
     return book
 
 
-def make_fill_log(n_books: int, capacity: int) -> FillLog:
-    """Allocate an empty fill log with room for ``capacity`` executions per book."""
-    return FillLog(counts=np.zeros((n_books, 2), dtype=np.int64),
-                   records=np.zeros((n_books, capacity, 6), dtype=np.int64))
+def make_fill_log(n_books: int, capacity: int, agent_only: bool = False) -> FillLog:
+    """Allocate an empty fill log with room for ``capacity`` executions per book; with
+    ``agent_only`` it records only executions with the agent on one side."""
+    counts = np.zeros((n_books, 3), dtype=np.int64)
+    counts[:, 2] = int(agent_only)
+    return FillLog(counts=counts, records=np.zeros((n_books, capacity, 6), dtype=np.int64))
 
 
 @kernel
@@ -383,6 +385,8 @@ def next_ask(book, i, above):
 
 @inline
 def _log_fill(fills, i, maker_seq, maker_owner, taker_owner, taker_side, price, qty):
+    if fills.counts[i, 2] != 0 and maker_owner == OWNER_BACKGROUND and taker_owner == OWNER_BACKGROUND:
+        return  # an agent-only log
     k = fills.counts[i, 0]
     if k < fills.records.shape[1]:
         r = fills.records

@@ -1,24 +1,83 @@
 """Background order flow on the L3 book, simulated exactly in event time.
 
-Zero-intelligence flow of Cont, Stoikov & Talreja (2010), "A stochastic model for order book
-dynamics" (Operations Research 58(3)). Prices are in ticks and distances are counted from the
-*opposite* best quote: a buy limit order at distance ``d`` is placed at ``best_ask - d`` and a sell
-limit order at ``best_bid + d`` (``d = 1 .. D``). Independently:
+Three models share one kernel signature (:func:`advance_one`) and one parameter type
+(:class:`FlowParams`); ``FlowParams.model`` (an int, chosen once when the env is built) selects the
+branch. Prices are in ticks, sizes in lots; every background order is ``size`` lots.
+
+**Event types** (columns of ``FlowState.events`` and codes on the tape): ``EVENT_LIMIT_BID``,
+``EVENT_LIMIT_ASK``, ``EVENT_MARKET_BUY`` (hits the asks), ``EVENT_MARKET_SELL``,
+``EVENT_CANCEL_BID``, ``EVENT_CANCEL_ASK``.
+
+``FLOW_CST`` — zero-intelligence flow of Cont, Stoikov & Talreja (2010), "A stochastic model for
+order book dynamics" (Operations Research 58(3)). Distances are counted from the *opposite* best
+quote: a buy limit order at distance ``d`` is placed at ``best_ask - d`` and a sell limit order at
+``best_bid + d`` (``d = 1 .. D``). Independently:
 
 * buy (sell) limit orders arrive at distance ``d`` with rate ``lam[BID, d-1]`` (``lam[ASK, d-1]``);
 * buy (sell) market orders arrive with rate ``mu[BID]`` (``mu[ASK]``) and walk the opposite side;
-* every resting order at distance ``d <= D`` is cancelled with rate ``theta[side, d-1]``, and every
-  order further out with rate ``theta[side, D]``.
+* every resting background order at distance ``d <= D`` is cancelled with rate ``theta[side, d-1]``,
+  and every one further out with rate ``theta[side, D]``.
 
-Orders are ``size`` lots each. The next event is drawn with the Gillespie (next-event) algorithm
-from the intensities of the current book, so the flow reacts to the book and so to the agent's
-orders, which sit in the same queues and are cancelled by nobody but the agent (the cancellation
-rates apply to background orders only). ``advance`` runs events until the next one would fall
-after ``t_end``; discarding that residual waiting time and drawing afresh at the next call is
-exact because waiting times are exponential (memoryless) and intensities only change at events.
+``FLOW_HAWKES`` — a multivariate Hawkes process with exponential kernels over the six event types:
+``lambda_e(t) = hawkes_baseline[e] + sum_{t_k < t} hawkes_alpha[e, e_k] * exp(-hawkes_beta[e] * (t - t_k))``
+(one decay per *row*, i.e. per excited type). The branching matrix ``alpha[e, j] / beta[e]`` must
+have spectral radius < 1 (checked by :func:`hawkes_params`); the mean rates are then
+``(I - alpha / beta)^-1 baseline``. The process is simulated exactly by Ogata's thinning (the
+intensities only decay between events, so the current total is an upper bound until the next
+event). Where the orders go: a limit order's distance ``d`` from the opposite best is drawn from the
+normalised profile ``lam[side]``; a cancel event removes one background order of its side chosen
+with weights ``theta`` (by distance from the opposite best, as in CST); market orders walk the
+opposite side. The point process is the process of *attempts*: every event excites the
+intensities, and a cancel event on a side with no cancellable background order changes nothing in
+the book and is counted in ``FlowState.skipped`` instead of ``events`` (and not taped).
+``cancel_intensity`` integrates the two cancel intensities (attempts). At ``t_end`` the
+excitation is decayed to ``t_end`` and stored in ``FlowState.excite``, so restarting there is exact.
 
-When a side is empty, distances on the other side are counted from that side's last best quote
-(or from the initial reference price if it never had one).
+``FLOW_QUEUE_REACTIVE`` — the queue-reactive model of Huang, Lehalle & Rosenbaum (2015),
+"Simulating and analyzing order book data: the queue-reactive model" (JASA 110(509)), on the L3
+book. Each side has ``K`` queues at fixed tick positions counted from that side's best quote: level
+``k`` (1 = the best) of the bids is the price ``best_bid - (k-1)``, of the asks ``best_ask + (k-1)``
+(an empty side counts from its last known best, never crossing the other side). With ``q`` the
+queue's size in units of ``size`` (lots / size rounded up, agent lots included, capped at ``Q``):
+
+* limit orders join level ``k`` with rate ``qr_insert[side, k-1, q]``;
+* a background order of level ``k``, chosen uniformly among that queue's background orders, is
+  cancelled with total rate ``qr_cancel[side, k-1, q]`` (0 if the queue has no background order);
+* market orders hit the best queue only, with rate ``qr_market[side, q_best]`` (``qr_market[BID]``
+  are *sell* market orders, which consume the bid queue);
+* Model II's "new best inside the spread": while both sides quote and the spread is at least two
+  ticks, a ``side`` limit order arrives at a price drawn uniformly strictly inside the spread with
+  rate ``qr_inside[side]`` (without it a spread, once open, could never close);
+* orders left beyond level ``K`` (after the price moved away) are cancelled at ``qr_far_cancel[side]``
+  per background order, so the book cannot fill up with stale orders.
+
+``qr_insert[..., 0]`` may be positive (a queue can be rebuilt from empty); the builders force
+``qr_cancel[..., 0] = qr_market[..., 0] = 0``.
+
+**Informed flow** (adverse selection, any model; ``FlowParams.informed``). A latent fundamental
+price ``F`` (ticks, float; ``FlowState.fundamental``), set to the mid of the book by
+:func:`seed_book`, jumps by ``N(0, informed_jump**2)`` at the events of a Poisson process of rate
+``informed_rate`` — one more event type in the same next-event loop (counted in
+``FlowState.jumps``, not on the tape). Market-order *direction* is tilted towards ``F``: with
+``mu_total`` the model's total market-order intensity at that instant, buys arrive with rate
+``mu_total * s`` and sells with ``mu_total * (1 - s)``, ``s = 1 / (1 + exp(-informed_kappa * (F -
+mid)))`` and ``mid = (best bid + best ask) / 2`` (last known quotes for an empty side). The total
+market-order rate is unchanged and the price is pulled towards ``F``; ``informed_kappa = 0`` gives
+equal buy and sell rates.
+
+**Exactness.** Between events every intensity is constant (CST, queue-reactive, informed) or
+decays deterministically (Hawkes), so :func:`advance_one` runs the next-event algorithm until the
+next event would fall after ``t_end``; discarding that residual waiting time and drawing afresh at
+the next call is exact (exponential waiting times are memoryless; Hawkes thinning restarts from the
+decayed excitation). The flow reacts to the book and so to the agent's orders, which sit in the
+same queues and are cancelled by nobody but the agent. When a side is empty, distances on the other
+side are counted from that side's last best quote.
+
+**Tape.** ``FlowState.tape (N, C, 4)`` receives one row per applied event (columns ``TAPE_*``)
+while ``tape_len < C``: time, event code, price (limit price; the cancelled order's price; for a
+market order the best opposite price at arrival, i.e. its first execution price, NaN if that side
+was empty) and lots (the limit order's size; the cancelled order's remaining lots; the lots a
+market order executed). ``C = 0`` records nothing. :func:`seed_book` clears it.
 """
 
 from __future__ import annotations
@@ -42,6 +101,7 @@ from lobgym.market.book import (
     O_NEXT,
     O_OWNER,
     O_PRICE,
+    O_QTY,
     O_SIDE,
     OWNER_BACKGROUND,
     add_limit,
@@ -49,14 +109,20 @@ from lobgym.market.book import (
     in_window,
     keep_centered,
     level_count,
+    level_qty,
     market_order,
     order_id,
     reset_book,
 )
 from lobgym.market.constants import ASK, BID, STREAM_MARKET
-from lobgym.market.rng import uniform
+from lobgym.market.rng import normal, uniform
 
-# Event codes counted per book in FlowState.events (column index).
+# Flow models (FlowParams.model).
+FLOW_CST = 0  #: Cont, Stoikov & Talreja (2010) zero-intelligence flow
+FLOW_HAWKES = 1  #: multivariate exponential-kernel Hawkes flow
+FLOW_QUEUE_REACTIVE = 2  #: Huang, Lehalle & Rosenbaum (2015) queue-reactive flow
+
+# Event codes counted per book in FlowState.events (column index) and written on the tape.
 EVENT_LIMIT_BID = 0
 EVENT_LIMIT_ASK = 1
 EVENT_MARKET_BUY = 2
@@ -64,6 +130,13 @@ EVENT_MARKET_SELL = 3
 EVENT_CANCEL_BID = 4
 EVENT_CANCEL_ASK = 5
 N_EVENT_TYPES = 6
+
+# Columns of the event tape FlowState.tape (N, C, 4), one row per applied event while there is room.
+TAPE_T = 0  #: event time
+TAPE_EVENT = 1  #: event code (EVENT_*)
+TAPE_PRICE = 2  #: ticks: limit price; cancelled order's price; market order: best opposite at arrival (NaN: none)
+TAPE_QTY = 3  #: lots: limit order size; cancelled order's remaining lots; market order: lots executed
+N_TAPE_COLUMNS = 4
 
 
 #: The calibration of Cont, Stoikov & Talreja (2010), Table 2: limit arrival rates at distance
@@ -73,31 +146,81 @@ CST2010 = {"lam_table": (1.85, 1.51, 1.09, 0.88, 0.77), "theta_table": (0.71, 0.
            "mu": 0.94, "k": 1.92, "alpha": 0.52}
 
 
-class CSTParams(NamedTuple):
-    """Rates of the Cont–Stoikov–Talreja flow (per unit time) for both sides."""
+class FlowParams(NamedTuple):
+    """Parameters of every flow model; ``model`` says which fields are read (the others are tiny
+    placeholders of fixed rank, so that one compiled kernel serves all models)."""
 
-    lam: np.ndarray  #: (2, D) limit arrival rate at distance 1..D from the opposite best
-    lam_cum: np.ndarray  #: (2, D) cumulative sums of lam, for sampling the distance
-    theta: np.ndarray  #: (2, D + 1) cancel rate per order at distance 1..D, and beyond D
-    mu: np.ndarray  #: (2,) market order rate of buyers (BID) and sellers (ASK)
+    model: int  #: FLOW_CST, FLOW_HAWKES or FLOW_QUEUE_REACTIVE
     size: int  #: lots per background order
+    lam: np.ndarray  #: (2, D) CST: limit rate at distance 1..D from the opposite best; Hawkes: distance profile
+    lam_cum: np.ndarray  #: (2, D) cumulative sums of lam, for sampling the distance
+    theta: np.ndarray  #: (2, D + 1) CST: cancel rate per order at distance 1..D and beyond; Hawkes: weights
+    mu: np.ndarray  #: (2,) CST: market order rate of buyers (BID) and sellers (ASK)
+    hawkes_baseline: np.ndarray  #: (6,) baseline intensity per event type (EVENT_* order)
+    hawkes_alpha: np.ndarray  #: (6, 6) alpha[e, j]: jump of lambda_e at an event of type j
+    hawkes_beta: np.ndarray  #: (6,) decay rate of lambda_e's excitation
+    qr_insert: np.ndarray  #: (2, K, Q + 1) limit insertion rate at level k by queue size q
+    qr_cancel: np.ndarray  #: (2, K, Q + 1) cancellation rate of level k's queue by its size
+    qr_market: np.ndarray  #: (2, Q + 1) rate of market orders hitting side's best queue, by its size
+    qr_inside: np.ndarray  #: (2,) rate of a side's limit order strictly inside a spread of >= 2 ticks
+    qr_far_cancel: np.ndarray  #: (2,) cancel rate per background order beyond level K
+    informed: bool  #: whether the fundamental price and the market-order tilt are on
+    informed_rate: float  #: jumps of the fundamental per unit time
+    informed_jump: float  #: standard deviation of a jump, ticks
+    informed_kappa: float  #: tilt of market-order direction per tick of F - mid
 
 
 class FlowState(NamedTuple):
-    """Per-book clock and reference prices of the flow."""
+    """Per-book clock, reference prices, model state and counters of the flow."""
 
     t: np.ndarray  #: (N,) time of the book
     last_bid: np.ndarray  #: (N,) last best bid seen (reference when the bid side is empty)
     last_ask: np.ndarray  #: (N,) last best ask seen
     events: np.ndarray  #: (N, N_EVENT_TYPES) events applied, by type
     cancel_intensity: np.ndarray  #: (N,) integral over time of the total cancellation intensity
+    tape: np.ndarray  #: (N, C, 4) the first C events since seed_book (TAPE_* columns); C = 0 records nothing
+    tape_len: np.ndarray  #: (N,) rows of the tape in use
+    skipped: np.ndarray  #: (N, N_EVENT_TYPES) events drawn that changed nothing (Hawkes cancel, empty side)
+    excite: np.ndarray  #: (N, N_EVENT_TYPES) Hawkes excitation lambda_e - baseline_e at time t
+    fundamental: np.ndarray  #: (N,) informed flow's fundamental price F, ticks
+    jumps: np.ndarray  #: (N,) jumps of the fundamental so far
 
 
-def make_cst_params(lam_table, theta_table, mu: float, levels: int, k: float | None = None,
-                    alpha: float | None = None, size: int = 1, theta_beyond: float | None = None) -> CSTParams:
-    """Symmetric CST rates for ``levels`` distances: ``lam_table`` for the first distances and
-    ``k / d**alpha`` beyond it; ``theta_table`` for the first distances, then its last value (or
-    ``theta_beyond``) for every distance further out."""
+# ----------------------------------------------------------------------------------------- builders
+def _rates(name: str, value, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """``value`` as a float64 array of non-negative finite rates (ValueError naming ``name``)."""
+    a = np.array(value, dtype=np.float64)
+    if shape is not None and a.shape != shape:
+        raise ValueError(f"{name}: shape {a.shape}; must be {shape}")
+    if not np.isfinite(a).all() or (a < 0).any():
+        raise ValueError(f"{name} = {a.tolist()}: rates must be finite and >= 0")
+    return np.ascontiguousarray(a)
+
+
+def _size(size) -> int:
+    if int(size) != size or size < 1:
+        raise ValueError(f"size = {size}: must be an integer >= 1 (lots per background order)")
+    return int(size)
+
+
+def _placeholders() -> dict:
+    """Tiny arrays of the right rank for the fields a model does not read."""
+    return {"lam": np.zeros((2, 1)), "lam_cum": np.zeros((2, 1)), "theta": np.zeros((2, 2)), "mu": np.zeros(2),
+            "hawkes_baseline": np.zeros(N_EVENT_TYPES), "hawkes_alpha": np.zeros((N_EVENT_TYPES, N_EVENT_TYPES)),
+            "hawkes_beta": np.ones(N_EVENT_TYPES), "qr_insert": np.zeros((2, 1, 2)),
+            "qr_cancel": np.zeros((2, 1, 2)), "qr_market": np.zeros((2, 2)), "qr_inside": np.zeros(2),
+            "qr_far_cancel": np.zeros(2), "informed": False, "informed_rate": 0.0, "informed_jump": 0.0,
+            "informed_kappa": 0.0}
+
+
+def _profiles(lam_table, theta_table, levels: int, k: float | None, alpha: float | None,
+              theta_beyond: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-distance arrays (levels,) and (levels + 1,): ``lam_table`` then ``k / d**alpha``;
+    ``theta_table`` then its last value (or ``theta_beyond``)."""
+    if int(levels) != levels or levels < 1:
+        raise ValueError(f"levels = {levels}: must be an integer >= 1 (distances D from the opposite best)")
+    if len(lam_table) == 0 or len(theta_table) == 0:
+        raise ValueError("lam_table and theta_table need at least one entry each")
     lam = np.zeros(levels)
     for d in range(1, levels + 1):
         if d <= len(lam_table):
@@ -108,16 +231,141 @@ def make_cst_params(lam_table, theta_table, mu: float, levels: int, k: float | N
     far = theta_table[-1] if theta_beyond is None else theta_beyond
     for d in range(1, levels + 2):
         theta[d - 1] = theta_table[d - 1] if d <= len(theta_table) else far
+    return _rates("lam", lam), _rates("theta", theta)
+
+
+def cst_params_from_rates(lam, theta, mu, size: int = 1) -> FlowParams:
+    """CST flow from per-side arrays: ``lam (2, D)``, ``theta (2, D + 1)``, ``mu (2,)`` (BID = buyers)."""
+    lam = _rates("lam", lam)
+    if lam.ndim != 2 or lam.shape[0] != 2 or lam.shape[1] < 1:
+        raise ValueError(f"lam: shape {lam.shape}; must be (2, D) with D >= 1")
+    theta = _rates("theta", theta, (2, lam.shape[1] + 1))
+    return FlowParams(**(_placeholders() | {
+        "model": FLOW_CST, "size": _size(size), "lam": lam, "lam_cum": np.ascontiguousarray(np.cumsum(lam, axis=1)),
+        "theta": theta, "mu": _rates("mu", mu, (2,))}))
+
+
+def cst_params(lam_table, theta_table, mu: float, levels: int, k: float | None = None, alpha: float | None = None,
+               size: int = 1, theta_beyond: float | None = None) -> FlowParams:
+    """Symmetric CST rates for ``levels`` distances: ``lam_table`` for the first distances and
+    ``k / d**alpha`` beyond it; ``theta_table`` for the first distances, then its last value (or
+    ``theta_beyond``) for every distance further out."""
+    lam, theta = _profiles(lam_table, theta_table, levels, k, alpha, theta_beyond)
+    return cst_params_from_rates(np.stack([lam, lam]), np.stack([theta, theta]), [mu, mu], size)
+
+
+make_cst_params = cst_params  #: the historical name
+
+
+def hawkes_spectral_radius(alpha, beta) -> float:
+    """Spectral radius of the branching matrix ``alpha[e, j] / beta[e]`` (``beta`` scalar or (6,))."""
+    a = np.asarray(alpha, dtype=np.float64)
+    b = np.broadcast_to(np.asarray(beta, dtype=np.float64), (a.shape[0],))
+    return float(np.max(np.abs(np.linalg.eigvals(a / b[:, None]))))
+
+
+def hawkes_mean_rates(baseline, alpha, beta) -> np.ndarray:
+    """Stationary mean intensity per event type, ``(I - alpha / beta)^-1 baseline``."""
+    a = np.asarray(alpha, dtype=np.float64)
+    b = np.broadcast_to(np.asarray(beta, dtype=np.float64), (a.shape[0],))
+    return np.linalg.solve(np.eye(a.shape[0]) - a / b[:, None], np.asarray(baseline, dtype=np.float64))
+
+
+def hawkes_params(baseline, alpha, beta, lam_table, theta_table, levels: int, k: float | None = None,
+                  lam_alpha: float | None = None, size: int = 1, theta_beyond: float | None = None) -> FlowParams:
+    """Hawkes flow over the six EVENT_* types.
+
+    Args:
+        baseline: (6,) baseline intensities, EVENT_* order.
+        alpha: (6, 6) ``alpha[e, j]``, the jump of ``lambda_e`` at an event of type ``j``.
+        beta: decay rate, one for all rows or (6,) one per excited type ``e``.
+        lam_table, k, lam_alpha, levels: relative weights of a limit order's distance 1..levels
+            from the opposite best (the table, then ``k / d**lam_alpha``), as in :func:`cst_params`.
+        theta_table, theta_beyond: relative weights of the order a cancel event removes, by distance.
+        size: lots per order.
+
+    Raises:
+        ValueError: naming the field, e.g. when the spectral radius of ``alpha / beta`` is >= 1.
+    """
+    base = _rates("baseline", baseline, (N_EVENT_TYPES,))
+    a = _rates("alpha", alpha, (N_EVENT_TYPES, N_EVENT_TYPES))
+    b = np.array(np.broadcast_to(np.asarray(beta, dtype=np.float64), (N_EVENT_TYPES,)))
+    if not np.isfinite(b).all() or (b <= 0).any():
+        raise ValueError(f"beta = {np.asarray(beta).tolist()}: decay rates must be finite and > 0")
+    radius = hawkes_spectral_radius(a, b)
+    if radius >= 1.0:
+        raise ValueError(f"alpha: the branching matrix alpha / beta has spectral radius {radius:.4g}; it must be < 1 "
+                         "for a stationary Hawkes process (lower alpha or raise beta)")
+    lam, theta = _profiles(lam_table, theta_table, levels, k, lam_alpha, theta_beyond)
+    if lam.sum() <= 0:
+        raise ValueError(f"lam = {lam.tolist()}: the distance profile needs a positive weight")
     lam2 = np.stack([lam, lam])
-    return CSTParams(lam=lam2, lam_cum=np.cumsum(lam2, axis=1), theta=np.stack([theta, theta]),
-                     mu=np.array([mu, mu], dtype=np.float64), size=int(size))
+    return FlowParams(**(_placeholders() | {
+        "model": FLOW_HAWKES, "size": _size(size), "lam": lam2,
+        "lam_cum": np.ascontiguousarray(np.cumsum(lam2, axis=1)), "theta": np.stack([theta, theta]),
+        "hawkes_baseline": base, "hawkes_alpha": a,
+        "hawkes_beta": np.ascontiguousarray(b)}))
 
 
-def make_flow_state(n_books: int) -> FlowState:
+def _per_side(name: str, value, rank: int) -> np.ndarray:
+    """Rates given once for both sides (rank ``rank``) or per side (rank + 1, leading axis 2)."""
+    a = _rates(name, value)
+    if a.ndim == rank:
+        a = np.stack([a, a])
+    if a.ndim != rank + 1 or a.shape[0] != 2:
+        raise ValueError(f"{name}: shape {a.shape}; must have rank {rank} (both sides) or {rank + 1} with a "
+                         "leading axis of 2 (BID, ASK)")
+    return np.ascontiguousarray(a)
+
+
+def queue_reactive_params(insert, cancel, market, inside=0.0, far_cancel=0.0, size: int = 1) -> FlowParams:
+    """Queue-reactive flow from tables indexed by queue size ``q = 0 .. Q`` (in units of ``size``;
+    larger queues use column ``Q``).
+
+    Args:
+        insert: (K, Q + 1), or (2, K, Q + 1) per side: limit insertion rate at level k (1 = best).
+        cancel: same shape: total cancellation rate of level k's queue (column 0 is ignored).
+        market: (Q + 1,) or (2, Q + 1): rate of market orders consuming side's best queue (``[BID]``:
+            sell orders). Column 0 is ignored.
+        inside: rate (or (2,) per side) of a limit order strictly inside a spread of >= 2 ticks.
+        far_cancel: cancel rate (or (2,)) per background order beyond level K.
+        size: lots per order.
+    """
+    ins = _per_side("insert", insert, 2)
+    can = np.array(_per_side("cancel", cancel, 2))
+    mkt = np.array(_per_side("market", market, 1))
+    if can.shape != ins.shape or mkt.shape != (2, ins.shape[2]):
+        raise ValueError(f"cancel {can.shape[1:]} and market {mkt.shape[1:]} must match insert {ins.shape[1:]} "
+                         "(levels K x queue sizes 0..Q)")
+    can[:, :, 0] = 0.0  # an empty queue has nothing to cancel or to trade against
+    mkt[:, 0] = 0.0
+    return FlowParams(**(_placeholders() | {
+        "model": FLOW_QUEUE_REACTIVE, "size": _size(size), "qr_insert": ins, "qr_cancel": can, "qr_market": mkt,
+        "qr_inside": _per_side("inside", inside, 0), "qr_far_cancel": _per_side("far_cancel", far_cancel, 0)}))
+
+
+def with_informed(params: FlowParams, rate: float, jump_ticks: float, kappa: float) -> FlowParams:
+    """``params`` plus the informed component: a fundamental jumping at ``rate`` by N(0, jump_ticks**2)
+    and market-order direction tilted by ``kappa`` per tick of ``F - mid``."""
+    for name, value, ok in (("rate", rate, rate >= 0), ("jump_ticks", jump_ticks, jump_ticks > 0),
+                            ("kappa", kappa, kappa >= 0)):
+        if not (math.isfinite(value) and ok):
+            raise ValueError(f"{name} = {value}: must be finite and {'> 0' if name == 'jump_ticks' else '>= 0'}")
+    return params._replace(informed=True, informed_rate=float(rate), informed_jump=float(jump_ticks),
+                           informed_kappa=float(kappa))
+
+
+def make_flow_state(n_books: int, tape_capacity: int = 0) -> FlowState:
+    """Flow state of ``n_books`` books; the tape records each book's first ``tape_capacity`` events."""
     return FlowState(t=np.zeros(n_books), last_bid=np.zeros(n_books, dtype=np.int64),
                      last_ask=np.zeros(n_books, dtype=np.int64),
                      events=np.zeros((n_books, N_EVENT_TYPES), dtype=np.int64),
-                     cancel_intensity=np.zeros(n_books))
+                     cancel_intensity=np.zeros(n_books),
+                     tape=np.zeros((n_books, int(tape_capacity), N_TAPE_COLUMNS)),
+                     tape_len=np.zeros(n_books, dtype=np.int64),
+                     skipped=np.zeros((n_books, N_EVENT_TYPES), dtype=np.int64),
+                     excite=np.zeros((n_books, N_EVENT_TYPES)), fundamental=np.zeros(n_books),
+                     jumps=np.zeros(n_books, dtype=np.int64))
 
 
 @kernel
@@ -196,38 +444,44 @@ def _cancel_rate(book, i, p, side, ref, agent):
 
 
 @kernel
-def _pick_cancel(book, i, p, side, ref, x, agent):
-    """Cancel the background order selected by ``x`` in [0, cancellation intensity of ``side``)."""
-    levels = p.lam.shape[1]
+def _pick_cancel(book, i, theta, side, ref, x, agent):
+    """Slot of the background order selected by ``x`` in [0, cancellation intensity of ``side``)
+    (NO_SLOT if none) under the per-order rates ``theta`` (2, D + 1); the caller cancels it.
+    (Takes ``theta`` rather than the params: every array argument of a non-inlined call costs.)"""
+    levels = theta.shape[1] - 1
     for d in range(1, levels + 1):
         price = ref - d if side == BID else ref + d
-        w = p.theta[side, d - 1]
+        w = theta[side, d - 1]
         if w <= 0.0:
             continue
         n = _cancellable_at(book, i, side, price, agent)
         if x < w * n:
-            _cancel_kth_at(book, i, side, price, int(x / w))
-            return
+            return _kth_background_at(book, i, side, price, int(x / w))
         x -= w * n
-    # Beyond D every order has the same rate: the k-th far order, window levels outward first.
-    w = p.theta[side, levels]
-    k = int(x / w) if w > 0.0 else 0
+    # Beyond D every order has the same rate: the k-th far order.
+    w = theta[side, levels]
+    return _pick_far(book, i, side, ref, levels, int(x / w) if w > 0.0 else 0, agent)
+
+
+@kernel
+def _pick_far(book, i, side, ref, levels, k, agent):
+    """Slot of the ``k``-th cancellable order of ``side`` further than ``levels`` ticks from ``ref``:
+    window levels outward first, then the parked ones in list order (the last one if ``k`` is past
+    the end, which float rounding can cause; NO_SLOT if there is none)."""
     lo, hi = _far_prices(book, i, side, ref, levels)
     if side == BID:
         for price in range(hi, lo - 1, -1):
             n = _cancellable_at(book, i, side, price, agent)
             if k < n:
-                _cancel_kth_at(book, i, side, price, k)
-                return
+                return _kth_background_at(book, i, side, price, k)
             k -= n
     else:
         for price in range(lo, hi + 1):
             n = _cancellable_at(book, i, side, price, agent)
             if k < n:
-                _cancel_kth_at(book, i, side, price, k)
-                return
+                return _kth_background_at(book, i, side, price, k)
             k -= n
-    last = NO_SLOT  # then the parked ones, in list order
+    last = NO_SLOT
     s = book.meta[i, M_PARK_HEAD]
     while s != NO_SLOT:
         if book.orders[i, s, O_SIDE] == side and book.orders[i, s, O_OWNER] == OWNER_BACKGROUND:
@@ -238,16 +492,16 @@ def _pick_cancel(book, i, p, side, ref, x, agent):
                     break
                 k -= 1
         s = book.orders[i, s, O_NEXT]
-    if last != NO_SLOT:  # float rounding can put k one past the end: the last far order goes
-        cancel(book, i, order_id(book, i, last))
+    return last
 
 
 @kernel
-def _cancel_kth_at(book, i, side, price, k):
-    """Cancel the ``k``-th background order (in queue order) of ``side`` at ``price``."""
+def _kth_background_at(book, i, side, price, k):
+    """Slot of the ``k``-th background order (in queue order) of ``side`` at ``price`` (the last one
+    if there are fewer; NO_SLOT if none)."""
+    last = NO_SLOT
     if in_window(book, i, price):
         s = book.levels[i, price - book.meta[i, M_BASE], LV_HEAD]
-        last = NO_SLOT
         while s != NO_SLOT:
             if book.orders[i, s, O_OWNER] == OWNER_BACKGROUND:
                 last = s
@@ -256,7 +510,6 @@ def _cancel_kth_at(book, i, side, price, k):
                 k -= 1
             s = book.orders[i, s, O_NEXT]
     else:
-        last = NO_SLOT
         s = book.meta[i, M_PARK_HEAD]
         while s != NO_SLOT:
             if book.orders[i, s, O_PRICE] == price and _is_background(book, i, s, side):
@@ -265,8 +518,39 @@ def _cancel_kth_at(book, i, side, price, k):
                     break
                 k -= 1
             s = book.orders[i, s, O_NEXT]
-    if last != NO_SLOT:
-        cancel(book, i, order_id(book, i, last))
+    return last
+
+
+@inline
+def _record(flow, i, t, event, price, qty):
+    """Append one event to book ``i``'s tape while it has room."""
+    k = flow.tape_len[i]
+    if k < flow.tape.shape[1]:
+        flow.tape[i, k, TAPE_T] = t
+        flow.tape[i, k, TAPE_EVENT] = event
+        flow.tape[i, k, TAPE_PRICE] = price
+        flow.tape[i, k, TAPE_QTY] = qty
+        flow.tape_len[i] = k + 1
+
+
+@inline
+def _cancel_slot(book, i, flow, t, event, slot):
+    """Cancel the order in ``slot`` (if any) and record it on the tape."""
+    if slot != NO_SLOT:
+        price = book.orders[i, slot, O_PRICE]
+        qty = book.orders[i, slot, O_QTY]
+        cancel(book, i, order_id(book, i, slot))
+        _record(flow, i, t, event, price, qty)
+
+
+@inline
+def _best_or_nan(book, i, side):
+    """Best price of ``side`` as a float, NaN if the side is empty."""
+    if side == BID:
+        b = book.meta[i, M_BEST_BID]
+        return np.nan if b == NO_BID else float(b)
+    a = book.meta[i, M_BEST_ASK]
+    return np.nan if a == NO_ASK else float(a)
 
 
 @inline
@@ -284,28 +568,80 @@ def _pick_distance(p, side, x):
     return lo + 1
 
 
-@kernel
-def advance_one(book, i, flow, p, rng, fills, t_end, agent_bid_lots, agent_ask_lots):
-    """Run book ``i``'s flow until ``t_end``; returns the number of events applied.
+@inline
+def _refresh_refs(book, i, flow):
+    """Remember each side's best quote (the reference while that side is empty)."""
+    if book.meta[i, M_BEST_BID] != NO_BID:
+        flow.last_bid[i] = book.meta[i, M_BEST_BID]
+    if book.meta[i, M_BEST_ASK] != NO_ASK:
+        flow.last_ask[i] = book.meta[i, M_BEST_ASK]
 
-    ``agent_*_lots`` say whether the agent has orders resting on each side (0 = none), which
-    selects the fast path that counts cancellable orders straight from the level arrays.
-    """
+
+@inline
+def _buy_share(p, flow, i):
+    """Informed flow: share of the market-order intensity that buys, 1 / (1 + exp(-kappa (F - mid)))."""
+    mid = 0.5 * (flow.last_bid[i] + flow.last_ask[i])
+    return 1.0 / (1.0 + math.exp(-p.informed_kappa * (flow.fundamental[i] - mid)))
+
+
+@inline
+def _jump(p, flow, rng, i):
+    flow.fundamental[i] += p.informed_jump * normal(rng, i, STREAM_MARKET)
+    flow.jumps[i] += 1
+
+
+@inline
+def _limit(book, i, flow, p, fills, t, side, price):
+    """A background limit order of ``side`` at ``price``, counted and taped."""
+    add_limit(book, i, side, price, p.size, OWNER_BACKGROUND, fills)
+    event = EVENT_LIMIT_BID if side == BID else EVENT_LIMIT_ASK
+    flow.events[i, event] += 1
+    _record(flow, i, t, event, price, p.size)
+
+
+@inline
+def _market(book, i, flow, p, fills, t, side):
+    """A background market order of ``side`` (BID = a buy), counted and taped."""
+    first = _best_or_nan(book, i, ASK if side == BID else BID)
+    done = market_order(book, i, side, p.size, OWNER_BACKGROUND, fills)
+    event = EVENT_MARKET_BUY if side == BID else EVENT_MARKET_SELL
+    flow.events[i, event] += 1
+    _record(flow, i, t, event, first, done)
+
+
+@inline
+def _cancel_event(book, i, flow, t, side, slot):
+    """Cancel the background order in ``slot`` (of ``side``), counted and taped."""
+    event = EVENT_CANCEL_BID if side == BID else EVENT_CANCEL_ASK
+    _cancel_slot(book, i, flow, t, event, slot)
+    flow.events[i, event] += 1
+
+
+# ------------------------------------------------------------------------------------------------- CST
+@kernel
+def _advance_cst(book, i, flow, p, rng, fills, t_end, agent_bid, agent_ask):
     n_levels = p.lam.shape[1]
     lam_bid = p.lam_cum[BID, n_levels - 1]
     lam_ask = p.lam_cum[ASK, n_levels - 1]
+    informed = p.informed
+    jump_rate = p.informed_rate if informed else 0.0
     t = flow.t[i]
     applied = 0
     while True:
-        if book.meta[i, M_BEST_BID] != NO_BID:
-            flow.last_bid[i] = book.meta[i, M_BEST_BID]
-        if book.meta[i, M_BEST_ASK] != NO_ASK:
-            flow.last_ask[i] = book.meta[i, M_BEST_ASK]
+        _refresh_refs(book, i, flow)
         ref_ask = flow.last_ask[i]  # bids are placed and cancelled relative to the best ask
         ref_bid = flow.last_bid[i]
-        c_bid = _cancel_rate(book, i, p, BID, ref_ask, agent_bid_lots > 0)
-        c_ask = _cancel_rate(book, i, p, ASK, ref_bid, agent_ask_lots > 0)
-        total = lam_bid + lam_ask + p.mu[BID] + p.mu[ASK] + c_bid + c_ask
+        c_bid = _cancel_rate(book, i, p, BID, ref_ask, agent_bid)
+        c_ask = _cancel_rate(book, i, p, ASK, ref_bid, agent_ask)
+        if informed:
+            mu_all = p.mu[BID] + p.mu[ASK]
+            mu_buy = mu_all * _buy_share(p, flow, i)
+            mu_sell = mu_all - mu_buy
+        else:
+            mu_buy = p.mu[BID]
+            mu_sell = p.mu[ASK]
+        book_total = lam_bid + lam_ask + mu_buy + mu_sell + c_bid + c_ask
+        total = book_total + jump_rate
         if total <= 0.0:
             break
         wait = -math.log(1.0 - uniform(rng, i, STREAM_MARKET)) / total
@@ -316,28 +652,282 @@ def advance_one(book, i, flow, p, rng, fills, t_end, agent_bid_lots, agent_ask_l
         t += wait
         x = uniform(rng, i, STREAM_MARKET) * total
         if x < lam_bid:
-            add_limit(book, i, BID, ref_ask - _pick_distance(p, BID, x), p.size, OWNER_BACKGROUND, fills)
-            flow.events[i, EVENT_LIMIT_BID] += 1
+            _limit(book, i, flow, p, fills, t, BID, ref_ask - _pick_distance(p, BID, x))
         elif x < lam_bid + lam_ask:
-            add_limit(book, i, ASK, ref_bid + _pick_distance(p, ASK, x - lam_bid), p.size, OWNER_BACKGROUND,
-                      fills)
-            flow.events[i, EVENT_LIMIT_ASK] += 1
-        elif x < lam_bid + lam_ask + p.mu[BID]:
-            market_order(book, i, BID, p.size, OWNER_BACKGROUND, fills)
-            flow.events[i, EVENT_MARKET_BUY] += 1
-        elif x < lam_bid + lam_ask + p.mu[BID] + p.mu[ASK]:
-            market_order(book, i, ASK, p.size, OWNER_BACKGROUND, fills)
-            flow.events[i, EVENT_MARKET_SELL] += 1
-        elif x < lam_bid + lam_ask + p.mu[BID] + p.mu[ASK] + c_bid:
-            _pick_cancel(book, i, p, BID, ref_ask, x - (lam_bid + lam_ask + p.mu[BID] + p.mu[ASK]), agent_bid_lots > 0)
-            flow.events[i, EVENT_CANCEL_BID] += 1
+            _limit(book, i, flow, p, fills, t, ASK, ref_bid + _pick_distance(p, ASK, x - lam_bid))
+        elif x < lam_bid + lam_ask + mu_buy:
+            _market(book, i, flow, p, fills, t, BID)
+        elif x < lam_bid + lam_ask + mu_buy + mu_sell:
+            _market(book, i, flow, p, fills, t, ASK)
+        elif x < lam_bid + lam_ask + mu_buy + mu_sell + c_bid:
+            slot = _pick_cancel(book, i, p.theta, BID, ref_ask, x - (lam_bid + lam_ask + mu_buy + mu_sell), agent_bid)
+            _cancel_event(book, i, flow, t, BID, slot)
+        elif not informed or x < book_total:
+            slot = _pick_cancel(book, i, p.theta, ASK, ref_bid, x - (lam_bid + lam_ask + mu_buy + mu_sell + c_bid),
+                                agent_ask)
+            _cancel_event(book, i, flow, t, ASK, slot)
         else:
-            _pick_cancel(book, i, p, ASK, ref_bid, x - (lam_bid + lam_ask + p.mu[BID] + p.mu[ASK] + c_bid),
-                         agent_ask_lots > 0)
-            flow.events[i, EVENT_CANCEL_ASK] += 1
+            _jump(p, flow, rng, i)
+            continue
         applied += 1
     flow.t[i] = t_end
     return applied
+
+
+# ---------------------------------------------------------------------------------------------- Hawkes
+@inline
+def _hawkes_decay(flow, i, p, dt):
+    """Decay book ``i``'s excitation by ``dt`` and add the cancel intensities' integral over it."""
+    integral = 0.0
+    for e in range(N_EVENT_TYPES):
+        x = flow.excite[i, e]
+        if x != 0.0:
+            decayed = x * math.exp(-p.hawkes_beta[e] * dt)
+            if e == EVENT_CANCEL_BID or e == EVENT_CANCEL_ASK:
+                integral += (x - decayed) / p.hawkes_beta[e]
+            flow.excite[i, e] = decayed
+    flow.cancel_intensity[i] += integral + dt * (p.hawkes_baseline[EVENT_CANCEL_BID]
+                                                 + p.hawkes_baseline[EVENT_CANCEL_ASK])
+
+
+@kernel
+def _hawkes_cancel(book, i, flow, p, rng, t, side, agent):
+    """A Hawkes cancel event of ``side``: one background order chosen with weights theta; returns
+    whether one was cancelled (else the event is counted in ``skipped``)."""
+    ref = flow.last_ask[i] if side == BID else flow.last_bid[i]
+    c = _cancel_rate(book, i, p, side, ref, agent)
+    event = EVENT_CANCEL_BID if side == BID else EVENT_CANCEL_ASK
+    if c <= 0.0:
+        flow.skipped[i, event] += 1
+        return False
+    slot = _pick_cancel(book, i, p.theta, side, ref, uniform(rng, i, STREAM_MARKET) * c, agent)
+    if slot == NO_SLOT:
+        flow.skipped[i, event] += 1
+        return False
+    _cancel_event(book, i, flow, t, side, slot)
+    return True
+
+
+@kernel
+def _advance_hawkes(book, i, flow, p, rng, fills, t_end, agent_bid, agent_ask):
+    n_levels = p.lam.shape[1]
+    jump_rate = p.informed_rate if p.informed else 0.0
+    base_total = 0.0
+    for e in range(N_EVENT_TYPES):
+        base_total += p.hawkes_baseline[e]
+    t = flow.t[i]
+    applied = 0
+    while True:
+        bound = base_total + jump_rate  # intensities only decay until the next event: an upper bound
+        for e in range(N_EVENT_TYPES):
+            bound += flow.excite[i, e]
+        if bound <= 0.0:
+            break
+        wait = -math.log(1.0 - uniform(rng, i, STREAM_MARKET)) / bound
+        if t + wait >= t_end:
+            _hawkes_decay(flow, i, p, t_end - t)
+            break
+        _hawkes_decay(flow, i, p, wait)
+        t += wait
+        x = uniform(rng, i, STREAM_MARKET) * bound
+        _refresh_refs(book, i, flow)
+        # Intensities at t in EVENT_* order; with informed flow the two market orders share their sum.
+        l_mb = p.hawkes_baseline[EVENT_MARKET_BUY] + flow.excite[i, EVENT_MARKET_BUY]
+        l_ms = p.hawkes_baseline[EVENT_MARKET_SELL] + flow.excite[i, EVENT_MARKET_SELL]
+        if p.informed:
+            both = l_mb + l_ms
+            l_mb = both * _buy_share(p, flow, i)
+            l_ms = both - l_mb
+        event = -1
+        for e in range(N_EVENT_TYPES):
+            if e == EVENT_MARKET_BUY:
+                rate = l_mb
+            elif e == EVENT_MARKET_SELL:
+                rate = l_ms
+            else:
+                rate = p.hawkes_baseline[e] + flow.excite[i, e]
+            if x < rate:
+                event = e
+                break
+            x -= rate
+        if event < 0:
+            if x < jump_rate:
+                _jump(p, flow, rng, i)
+            continue  # else rejected by thinning
+        for e in range(N_EVENT_TYPES):
+            flow.excite[i, e] += p.hawkes_alpha[e, event]
+        if event == EVENT_LIMIT_BID:
+            d = _pick_distance(p, BID, uniform(rng, i, STREAM_MARKET) * p.lam_cum[BID, n_levels - 1])
+            _limit(book, i, flow, p, fills, t, BID, flow.last_ask[i] - d)
+        elif event == EVENT_LIMIT_ASK:
+            d = _pick_distance(p, ASK, uniform(rng, i, STREAM_MARKET) * p.lam_cum[ASK, n_levels - 1])
+            _limit(book, i, flow, p, fills, t, ASK, flow.last_bid[i] + d)
+        elif event == EVENT_MARKET_BUY:
+            _market(book, i, flow, p, fills, t, BID)
+        elif event == EVENT_MARKET_SELL:
+            _market(book, i, flow, p, fills, t, ASK)
+        elif event == EVENT_CANCEL_BID:
+            if not _hawkes_cancel(book, i, flow, p, rng, t, BID, agent_bid):
+                continue
+        elif not _hawkes_cancel(book, i, flow, p, rng, t, ASK, agent_ask):
+            continue
+        applied += 1
+    flow.t[i] = t_end
+    return applied
+
+
+# -------------------------------------------------------------------------------------- queue-reactive
+@inline
+def _qr_anchor(book, i, flow, side):
+    """Price of level 1 of ``side``: its best quote, else its last one (kept off the other side)."""
+    if side == BID:
+        if book.meta[i, M_BEST_BID] != NO_BID:
+            return book.meta[i, M_BEST_BID]
+        ask = book.meta[i, M_BEST_ASK]
+        return min(flow.last_bid[i], ask - 1) if ask != NO_ASK else flow.last_bid[i]
+    if book.meta[i, M_BEST_ASK] != NO_ASK:
+        return book.meta[i, M_BEST_ASK]
+    bid = book.meta[i, M_BEST_BID]
+    return max(flow.last_ask[i], bid + 1) if bid != NO_BID else flow.last_ask[i]
+
+
+@inline
+def _qr_queue(book, i, p, side, price):
+    """Queue size at ``price`` in units of ``size`` (rounded up), capped at Q."""
+    lots = level_qty(book, i, side, price)
+    return min((lots + p.size - 1) // p.size, p.qr_insert.shape[2] - 1)
+
+
+@inline
+def _qr_far_count(book, i, side, anchor, n_levels, agent):
+    """Cancellable orders of ``side`` beyond level K."""
+    near = 0
+    if not agent:
+        for k in range(n_levels):
+            near += level_count(book, i, side, anchor - k if side == BID else anchor + k)
+    ref = anchor + 1 if side == BID else anchor - 1  # distance > K from ref <=> beyond level K
+    return _far_count(book, i, side, ref, n_levels, near, agent)
+
+
+@inline
+def _qr_side_rate(book, i, p, side, anchor, agent):
+    """Total insertion and cancellation intensity of ``side``'s K levels, and the cancellation part."""
+    rate = 0.0
+    cancels = 0.0
+    for k in range(p.qr_insert.shape[1]):
+        price = anchor - k if side == BID else anchor + k
+        q = _qr_queue(book, i, p, side, price)
+        rate += p.qr_insert[side, k, q]
+        if q > 0 and _cancellable_at(book, i, side, price, agent) > 0:
+            cancels += p.qr_cancel[side, k, q]
+    return rate + cancels, cancels
+
+
+@kernel
+def _qr_side_pick(book, i, flow, p, rng, fills, t, side, anchor, agent, x):
+    """Apply the insertion or cancellation of ``side``'s levels selected by ``x``; returns the
+    residual ``x`` (>= 0: not on this side) or -1.0 once an event was applied."""
+    for k in range(p.qr_insert.shape[1]):
+        price = anchor - k if side == BID else anchor + k
+        q = _qr_queue(book, i, p, side, price)
+        rate = p.qr_insert[side, k, q]
+        if x < rate:
+            _limit(book, i, flow, p, fills, t, side, price)
+            return -1.0
+        x -= rate
+        if q > 0:
+            n = _cancellable_at(book, i, side, price, agent)
+            if n > 0:
+                rate = p.qr_cancel[side, k, q]
+                if x < rate:
+                    j = min(int(uniform(rng, i, STREAM_MARKET) * n), n - 1)
+                    _cancel_event(book, i, flow, t, side, _kth_background_at(book, i, side, price, j))
+                    return -1.0
+                x -= rate
+    return x
+
+
+@kernel
+def _advance_qr(book, i, flow, p, rng, fills, t_end, agent_bid, agent_ask):
+    n_levels = p.qr_insert.shape[1]
+    jump_rate = p.informed_rate if p.informed else 0.0
+    t = flow.t[i]
+    applied = 0
+    while True:
+        _refresh_refs(book, i, flow)
+        a_bid = _qr_anchor(book, i, flow, BID)
+        a_ask = _qr_anchor(book, i, flow, ASK)
+        r_bid, c_bid = _qr_side_rate(book, i, p, BID, a_bid, agent_bid)
+        r_ask, c_ask = _qr_side_rate(book, i, p, ASK, a_ask, agent_ask)
+        m_buy = p.qr_market[ASK, _qr_queue(book, i, p, ASK, a_ask)]  # buy market orders eat the ask queue
+        m_sell = p.qr_market[BID, _qr_queue(book, i, p, BID, a_bid)]
+        if p.informed:
+            both = m_buy + m_sell
+            m_buy = both * _buy_share(p, flow, i)
+            m_sell = both - m_buy
+        gap = 0
+        if book.meta[i, M_BEST_BID] != NO_BID and book.meta[i, M_BEST_ASK] != NO_ASK:
+            gap = book.meta[i, M_BEST_ASK] - book.meta[i, M_BEST_BID] - 1  # free ticks inside the spread
+        in_bid = p.qr_inside[BID] if gap > 0 else 0.0
+        in_ask = p.qr_inside[ASK] if gap > 0 else 0.0
+        far_bid = p.qr_far_cancel[BID] * _qr_far_count(book, i, BID, a_bid, n_levels, agent_bid)
+        far_ask = p.qr_far_cancel[ASK] * _qr_far_count(book, i, ASK, a_ask, n_levels, agent_ask)
+        c_all = c_bid + c_ask + far_bid + far_ask
+        total = r_bid + r_ask + m_buy + m_sell + in_bid + in_ask + far_bid + far_ask + jump_rate
+        if total <= 0.0:
+            break
+        wait = -math.log(1.0 - uniform(rng, i, STREAM_MARKET)) / total
+        if t + wait >= t_end:
+            flow.cancel_intensity[i] += (t_end - t) * c_all
+            break
+        flow.cancel_intensity[i] += wait * c_all
+        t += wait
+        x = uniform(rng, i, STREAM_MARKET) * total
+        if x < r_bid:
+            x = _qr_side_pick(book, i, flow, p, rng, fills, t, BID, a_bid, agent_bid, x)
+            if x >= 0.0:  # float rounding past the side's last rate: nothing happens
+                continue
+        elif x < r_bid + r_ask:
+            x = _qr_side_pick(book, i, flow, p, rng, fills, t, ASK, a_ask, agent_ask, x - r_bid)
+            if x >= 0.0:
+                continue
+        else:
+            x -= r_bid + r_ask
+            if x < m_buy:
+                _market(book, i, flow, p, fills, t, BID)
+            elif x < m_buy + m_sell:
+                _market(book, i, flow, p, fills, t, ASK)
+            elif x < m_buy + m_sell + in_bid + in_ask:
+                price = book.meta[i, M_BEST_BID] + 1 + min(int(uniform(rng, i, STREAM_MARKET) * gap), gap - 1)
+                _limit(book, i, flow, p, fills, t, BID if x < m_buy + m_sell + in_bid else ASK, price)
+            elif x < m_buy + m_sell + in_bid + in_ask + far_bid:
+                k = int((x - (m_buy + m_sell + in_bid + in_ask)) / p.qr_far_cancel[BID])
+                _cancel_event(book, i, flow, t, BID, _pick_far(book, i, BID, a_bid + 1, n_levels, k, agent_bid))
+            elif x < m_buy + m_sell + in_bid + in_ask + far_bid + far_ask:
+                k = int((x - (m_buy + m_sell + in_bid + in_ask + far_bid)) / p.qr_far_cancel[ASK])
+                _cancel_event(book, i, flow, t, ASK, _pick_far(book, i, ASK, a_ask - 1, n_levels, k, agent_ask))
+            else:  # the fundamental jumps (or float rounding fell past the last rate: nothing happens)
+                if jump_rate > 0.0:
+                    _jump(p, flow, rng, i)
+                continue
+        applied += 1
+    flow.t[i] = t_end
+    return applied
+
+
+# ------------------------------------------------------------------------------------------- drivers
+@kernel
+def advance_one(book, i, flow, p, rng, fills, t_end, agent_bid_lots, agent_ask_lots):
+    """Run book ``i``'s flow from ``flow.t[i]`` until ``t_end``; returns the number of events applied.
+
+    ``agent_*_lots`` say whether the agent may have orders resting on each side (0 = none), which
+    selects the fast path that counts cancellable orders straight from the level arrays.
+    """
+    if p.model == FLOW_HAWKES:
+        return _advance_hawkes(book, i, flow, p, rng, fills, t_end, agent_bid_lots > 0, agent_ask_lots > 0)
+    if p.model == FLOW_QUEUE_REACTIVE:
+        return _advance_qr(book, i, flow, p, rng, fills, t_end, agent_bid_lots > 0, agent_ask_lots > 0)
+    return _advance_cst(book, i, flow, p, rng, fills, t_end, agent_bid_lots > 0, agent_ask_lots > 0)
 
 
 @kernel
@@ -355,14 +945,25 @@ def advance(book, flow, p, rng, fills, t_end):
 @kernel
 def seed_book(book, flow, fills, i, mid_tick, depth, per_level, size):
     """Empty book ``i`` and start it around ``mid_tick``: ``per_level`` background orders of ``size``
-    lots at each of ``depth`` ticks on both sides of a one-tick spread, window centred on the mid."""
+    lots at each of ``depth`` ticks on both sides of a one-tick spread, window centred on the mid.
+    Resets every piece of flow state of book ``i`` (clock, counters, tape, Hawkes excitation; the
+    fundamental price starts at the book's mid)."""
     reset_book(book, i, mid_tick - book.levels.shape[1] // 2)
     for d in range(depth):
         for _ in range(per_level):
             add_limit(book, i, BID, mid_tick - 1 - d, size, OWNER_BACKGROUND, fills)
             add_limit(book, i, ASK, mid_tick + d, size, OWNER_BACKGROUND, fills)
     flow.events[i, :] = 0
+    flow.skipped[i, :] = 0
+    flow.excite[i, :] = 0.0
     flow.cancel_intensity[i] = 0.0
-    flow.last_bid[i] = book.meta[i, M_BEST_BID]
-    flow.last_ask[i] = book.meta[i, M_BEST_ASK]
+    flow.tape_len[i] = 0
+    flow.jumps[i] = 0
+    if depth > 0 and per_level > 0:
+        flow.last_bid[i] = book.meta[i, M_BEST_BID]
+        flow.last_ask[i] = book.meta[i, M_BEST_ASK]
+    else:
+        flow.last_bid[i] = mid_tick - 1
+        flow.last_ask[i] = mid_tick
+    flow.fundamental[i] = 0.5 * (flow.last_bid[i] + flow.last_ask[i])
     flow.t[i] = 0.0

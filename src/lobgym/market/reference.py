@@ -222,7 +222,7 @@ class ReferenceMarket:
 
         Returns:
             A dict with the step's outcome, keyed like :class:`~lobgym.market.state.StepOutcome`
-            (``pnl``, ``fee``, ``inventory_before``, ``mid_before``, ``bid_lots``, ``ask_lots``,
+            (``pnl``, ``fee``, ``inventory_before``, ``mid_before``, ``bid_lots``, ``ask_lots``, ``spread_captured``,
             ``bid_depth``/``ask_depth`` = effective depths or NaN for a side not quoted, ``done``),
             the new state (``step``, ``mid``, ``cash``, ``inventory``, ``fees``) and ``stats``, a copy
             of the episode statistics.
@@ -288,6 +288,8 @@ class ReferenceMarket:
             "ask_lots": sold,
             "bid_depth": out_bid_depth,
             "ask_depth": out_ask_depth,
+            "spread_captured": (bought * (mid - bid_px) if bought > 0 else 0.0) + (
+                sold * (ask_px - mid) if sold > 0 else 0.0),
             "done": self.step_count >= p.n_steps,
             **self.state(),
             "stats": dict(s),

@@ -75,6 +75,7 @@ class StepOutcome(NamedTuple):
     ask_lots: np.ndarray  #: (N,) int64 lots sold this step
     bid_depth: np.ndarray  #: (N,) float64 effective bid depth after tick rounding (NaN if no bid)
     ask_depth: np.ndarray  #: (N,) float64 effective ask depth (NaN if no ask)
+    spread_captured: np.ndarray  #: (N,) float64 bought * (mid - bid) + sold * (ask - mid), at the step's mid
     done: np.ndarray  #: (N,) bool: the step reached the horizon
 
 

@@ -103,6 +103,8 @@ def step_one(i, state, stats, out, p, bid_depth, ask_depth, bid_size, ask_size, 
     out.mid_before[i] = mid
     out.bid_lots[i] = bought
     out.ask_lots[i] = sold
+    out.spread_captured[i] = (bought * (mid - bid_px) if bought > 0 else 0.0) + (
+        sold * (ask_px - mid) if sold > 0 else 0.0)
     out.done[i] = state.step[i] >= p.n_steps
 
     stats.bid_lots[i] += bought

@@ -1,0 +1,265 @@
+"""N order-book market-making envs advanced by one fused kernel call: decode actions into orders,
+run each book's flow with the agent's latency, settle fills, compute reward terms, write the
+(delayed) observations and, at the horizon, episode metrics; auto-reset where asked.
+
+The same interface as :class:`~lobgym.simulation.Simulation`, so the env and VecEnv adapters take
+either: ``actions``, ``buffers``, ``seed``, ``reset``, ``step``, ``n_done``, ``term_names``.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from lobgym.book_spaces import (
+    BOOK_ACTION_NAMES,
+    BOOK_FEATURES,
+    REF_MID,
+    REF_TOUCH,
+    BookActionCodec,
+    BookObservationSpec,
+    book_action_dim,
+    book_observation_bounds,
+    decode_book_one,
+    feature_names,
+    feature_widths,
+    write_book_obs_one,
+)
+from lobgym.config import BookEnvConfig, Delay
+from lobgym.flow_config import build_flow_params
+from lobgym.market import book as B
+from lobgym.market import flow as F
+from lobgym.market._jit import inline, kernel, parallel_kernel
+from lobgym.market.book_market import (
+    DELAY_CONSTANT,
+    DELAY_EXPONENTIAL,
+    DELAY_UNIFORM,
+    BookMarketParams,
+    begin_step_outcome,
+    book_reset_one,
+    book_step_one,
+    make_book_outcome,
+    make_book_state,
+    make_book_stats,
+)
+from lobgym.market.constants import ASK, BID, NO_INVENTORY_LIMIT
+from lobgym.market.rng import make_rng
+from lobgym.metrics import BOOK_METRICS, write_book_metrics_one
+from lobgym.rewards import build_reward_spec, reset_reward_state_one, reward_one
+from lobgym.simulation import _PARALLEL_CHUNKS, PARALLEL_MIN_ENVS, ActionError, Buffers, _bind, _seed_all
+from lobgym.spaces import find_bad_action
+
+#: Book envs are ~1000x costlier per step than reduced-form ones: threads pay off from a few dozen.
+BOOK_PARALLEL_MIN_ENVS = max(PARALLEL_MIN_ENVS // 128, 16)
+
+
+def _delay(d: Delay) -> tuple[int, float, float]:
+    if d.dist == "constant":
+        return DELAY_CONSTANT, float(d.value), 0.0
+    if d.dist == "uniform":
+        return DELAY_UNIFORM, float(d.low), float(d.high)
+    return DELAY_EXPONENTIAL, float(d.mean), float(d.cap)
+
+
+def book_market_params(cfg: BookEnvConfig) -> BookMarketParams:
+    """Kernel parameters for a validated book-market config."""
+    m = cfg.market
+    entry, cancel = _delay(m.latency.entry), _delay(m.latency.cancel)
+    low, high = m.inventory.bounds
+    return BookMarketParams(
+        tick_size=float(m.tick_size), s0_tick=m.s0_tick, n_steps=m.n_steps, dt=float(m.dt), warmup=float(m.warmup),
+        seed_depth=m.initial_book.depth, seed_per_level=m.initial_book.orders_per_level,
+        entry_kind=entry[0], entry_a=entry[1], entry_b=entry[2],
+        cancel_kind=cancel[0], cancel_a=cancel[1], cancel_b=cancel[2],
+        obs_delay=float(m.latency.observation),
+        maker_unit=float(m.fees.maker.per_unit), maker_rate=float(m.fees.maker.rate),
+        taker_unit=float(m.fees.taker.per_unit), taker_rate=float(m.fees.taker.rate),
+        post_only=bool(m.post_only),
+        inventory_limit=int(m.inventory.limit) if m.inventory.limit is not None else int(NO_INVENTORY_LIMIT),
+        q0_low=int(low), q0_high=int(high),
+        flow=build_flow_params(m.flow, m.informed),
+    )
+
+
+@inline
+def _step_env(i, st, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf, auto_reset):
+    bid_px, ask_px, bid_lots, ask_lots, market = decode_book_one(i, actions, codec, st.seen_bg[i, BID],
+                                                                 st.seen_bg[i, ASK])
+    begin_step_outcome(out, i)
+    book_step_one(i, st, stats, out, p, rng, bid_px, ask_px, bid_lots, ask_lots, market)
+    buf.rewards[i] = reward_one(i, rspec, out, st, stats, p, rstate, buf.terms)
+    done = out.done[i]
+    buf.dones[i] = done
+    write_book_obs_one(i, ospec, st, p, buf.obs)
+    if not done:
+        return 0
+    write_book_metrics_one(i, st, stats, buf.metrics)
+    if auto_reset:
+        for j in range(buf.obs.shape[1]):
+            buf.terminal_obs[i, j] = buf.obs[i, j]
+        _reset_env(i, st, stats, p, rng, rstate, ospec, buf)
+    return 1
+
+
+@inline
+def _reset_env(i, st, stats, p, rng, rstate, ospec, buf):
+    book_reset_one(i, st, stats, p, rng)
+    reset_reward_state_one(i, rstate)
+    write_book_obs_one(i, ospec, st, p, buf.obs)
+
+
+@kernel
+def _step_chunk(lo, hi, st, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf, auto_reset):
+    n_done = 0
+    for i in range(lo, hi):
+        n_done += _step_env(i, st, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf, auto_reset)
+    return n_done
+
+
+@kernel
+def _reset_chunk(lo, hi, st, stats, p, rng, rstate, ospec, buf, mask):
+    for i in range(lo, hi):
+        if mask[i]:
+            _reset_env(i, st, stats, p, rng, rstate, ospec, buf)
+
+
+def _step_all(st, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf, auto_reset):
+    bad = find_bad_action(actions, codec.clip)
+    if bad >= 0:
+        return -1 - bad
+    return _step_chunk(0, st.step.shape[0], st, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf,
+                       auto_reset)
+
+
+def _step_all_chunked(st, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf, auto_reset):
+    bad = find_bad_action(actions, codec.clip)
+    if bad >= 0:
+        return -1 - bad
+    n = st.step.shape[0]
+    chunks = min(n, _PARALLEL_CHUNKS)
+    for c in numba.prange(chunks):  # chunks call a kernel: see lobgym.simulation on prange writes
+        buf.chunk_done[c] = _step_chunk(c * n // chunks, (c + 1) * n // chunks, st, stats, out, p, rng, actions,
+                                        codec, rspec, rstate, ospec, buf, auto_reset)
+    n_done = 0
+    for c in range(chunks):
+        n_done += buf.chunk_done[c]
+    return n_done
+
+
+def _reset_all(st, stats, p, rng, rstate, ospec, buf, mask):
+    _reset_chunk(0, st.step.shape[0], st, stats, p, rng, rstate, ospec, buf, mask)
+
+
+def _reset_all_chunked(st, stats, p, rng, rstate, ospec, buf, mask):
+    n = st.step.shape[0]
+    chunks = min(n, _PARALLEL_CHUNKS)
+    for c in numba.prange(chunks):
+        _reset_chunk(c * n // chunks, (c + 1) * n // chunks, st, stats, p, rng, rstate, ospec, buf, mask)
+
+
+_step_serial = kernel(_step_all)
+_step_parallel = parallel_kernel(_step_all_chunked)
+_reset_serial = kernel(_reset_all)
+_reset_parallel = parallel_kernel(_reset_all_chunked)
+
+
+class BookSimulation:
+    """Arrays and compiled kernels for ``n_envs`` copies of one order-book env config.
+
+    ``tape_capacity`` > 0 records each book's background events (``state.flow.tape``) for analysis.
+    """
+
+    metric_names = BOOK_METRICS
+    action_names = BOOK_ACTION_NAMES
+
+    def __init__(self, cfg: BookEnvConfig, n_envs: int, parallel: bool | None = None, tape_capacity: int = 0):
+        if not isinstance(n_envs, int | np.integer) or n_envs < 1:
+            raise ValueError(f"n_envs = {n_envs!r}: must be an integer >= 1")
+        self.cfg = cfg
+        self.n_envs = n = int(n_envs)
+        m, a, o = cfg.market, cfg.action, cfg.observation
+        self.params = book_market_params(cfg)
+        self.codec = BookActionCodec(reference=REF_MID if a.reference == "mid" else REF_TOUCH,
+                                     max_offset=a.max_offset, max_size=a.max_size, market_lots=a.market_order,
+                                     clip=a.clip)
+        self.features = list(o.features)
+        self.feature_names = feature_names(self.features, o.depth_levels, o.returns)
+        self.obs_spec = BookObservationSpec(
+            features=np.array([BOOK_FEATURES[f][0] for f in self.features], dtype=np.int64),
+            inventory_scale=cfg.inventory_scale, spread_scale=float(a.max_offset), depth_scale=float(o.depth_scale),
+            return_scale=float(o.return_scale), spread_cap=m.levels)
+        self.term_names = [t.term for t in cfg.reward]
+        self.reward_spec, width = build_reward_spec([(t.term, t.weight, t.params) for t in cfg.reward], m.n_steps)
+        max_lots = 4 * a.max_size + a.market_order + 1  # every agent execution in a step takes >= 1 of these
+        book = B.make_book(n, m.levels, m.max_orders)
+        fills = B.make_fill_log(n, max_lots, agent_only=True)
+        self.state = make_book_state(n, book, F.make_flow_state(n, tape_capacity), fills, o.depth_levels, o.returns + 1)
+        self.stats = make_book_stats(n)
+        self.outcome = make_book_outcome(n)
+        self.rng = make_rng(n)
+        self.reward_state = np.zeros((n, width))
+        f = sum(feature_widths(o.depth_levels, o.returns)[x] for x in self.features)
+        self.buffers = Buffers(
+            obs=np.zeros((n, f), dtype=np.float32), rewards=np.zeros(n), terms=np.zeros((n, len(self.term_names))),
+            dones=np.zeros(n, dtype=np.bool_), terminal_obs=np.zeros((n, f), dtype=np.float32),
+            metrics=np.full((n, len(BOOK_METRICS)), np.nan), chunk_done=np.zeros(_PARALLEL_CHUNKS, dtype=np.int64))
+        self.action_dim = book_action_dim(self.codec)
+        self.actions = np.zeros((n, self.action_dim), dtype=np.float32)
+        use_parallel = n >= BOOK_PARALLEL_MIN_ENVS if parallel is None else bool(parallel)
+        self._step_kernel = _step_parallel if use_parallel else _step_serial
+        self._reset_kernel = _reset_parallel if use_parallel else _reset_serial
+        self._all = np.ones(n, dtype=np.bool_)
+        self._bound: dict[bool, object] = {}
+        self.n_done = 0
+        self.seed(np.arange(n, dtype=np.uint64))
+
+    def observation_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        m, a, o = self.cfg.market, self.cfg.action, self.cfg.observation
+        low, high = m.inventory.bounds
+        if m.inventory.limit is not None:
+            inv = float(m.inventory.limit)
+        else:  # each step the agent's orders fill at most 4 * max_size + market_order lots
+            inv = max(abs(low), abs(high)) + m.n_steps * (4 * a.max_size + a.market_order)
+        lots = float(m.max_orders) * max(self.params.flow.size, a.max_size)
+        return book_observation_bounds(self.features, self.obs_spec, o.depth_levels, o.returns, inv, lots)
+
+    # ----------------------------------------------------------------------------------- control
+    def seed(self, seeds, mask: np.ndarray | None = None) -> None:
+        """Seed env ``i`` with ``seeds[i]`` (non-negative integers < 2**64) where ``mask`` is true."""
+        seeds = np.asarray(seeds)
+        if seeds.shape != (self.n_envs,) or (seeds.dtype.kind == "i" and (seeds < 0).any()):
+            raise ValueError(f"seeds: expected {self.n_envs} non-negative integers, got {seeds!r}")
+        _seed_all(self.rng, seeds.astype(np.uint64), self._all if mask is None else mask)
+
+    def reset(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """Start new episodes (where ``mask`` is true): seed the books, warm them up; returns the observations."""
+        self._reset_kernel(self.state, self.stats, self.params, self.rng, self.reward_state, self.obs_spec,
+                           self.buffers, self._all if mask is None else mask)
+        return self.buffers.obs
+
+    def step(self, auto_reset: bool) -> Buffers:
+        """Advance every env one step with the actions in :attr:`actions`; raises :class:`ActionError`."""
+        call = self._bound.get(auto_reset)
+        if call is None:
+            call = self._bound[auto_reset] = _bind(self._step_kernel, (
+                self.state, self.stats, self.outcome, self.params, self.rng, self.actions, self.codec,
+                self.reward_spec, self.reward_state, self.obs_spec, self.buffers, auto_reset))
+        n_done = call()
+        if n_done < 0:
+            env, j = divmod(-1 - n_done, self.action_dim)
+            value = float(self.actions[env, j])
+            where = f"action[{j}] ({BOOK_ACTION_NAMES[j]})" + (f" of env {env}" if self.n_envs > 1 else "")
+            allowed = "finite values (clipped to [-1, 1] with action.clip: true)" if self.codec.clip else (
+                "finite values in [-1, 1]; set action.clip: true to clip out-of-range values")
+            raise ActionError(f"{where} = {value!r}: allowed: {allowed}")
+        self.n_done = n_done
+        return self.buffers
+
+    @property
+    def book(self) -> B.BookState:
+        return self.state.book
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_bound"] = {}
+        return state

@@ -1,0 +1,502 @@
+"""The agent in N order-book markets: its orders, latency, fees, fills and marks, one env step at a time.
+
+A step of env ``i`` covers ``dt`` seconds of background flow (:mod:`lobgym.market.flow`) on book
+``i``. The agent decided its orders at the step's start from what it had observed; then:
+
+1. its cancels and size reductions reach the book after the *cancel latency*, its new limit
+   orders and its market order after the *entry latency* (each drawn per step); in between the
+   flow runs, so an order can arrive to a book that moved: with ``post_only`` a limit order that
+   would execute on arrival is rejected, else it executes as a taker like any marketable order;
+2. ``latency.observation`` seconds before the step ends, the agent's view is recorded (``seen_*``:
+   top-of-book levels, its queue positions, its inventory, the background mid): that is what the
+   observation shows and what the next step's orders are priced from;
+3. the flow runs to the end of the step; the agent's fills are settled (maker fees on passive
+   fills, taker fees on its executions as aggressor) and the position is marked at the mid.
+
+Marks use the mid of the *background* book (best bid and ask among the other participants'
+orders), so the agent cannot move its own mark by quoting inside the spread. Per step,
+``PnL = spread captured + q_after * (mid change)`` holds exactly, where a fill's spread capture is
+its signed distance to the mid at the start of the step. Random draws: the background flow uses
+the market stream, the latencies two uniforms per step of the fills stream.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from lobgym.market._jit import inline, kernel
+from lobgym.market.book import (
+    F_MAKER_OWNER,
+    F_PRICE,
+    F_QTY,
+    F_TAKER_OWNER,
+    F_TAKER_SIDE,
+    LV_QTY,
+    M_BASE,
+    M_BEST_ASK,
+    M_BEST_BID,
+    M_N_REJECTED,
+    NO_ASK,
+    NO_BID,
+    NO_ORDER,
+    NO_SLOT,
+    O_PRICE,
+    O_QTY,
+    OWNER_AGENT,
+    add_limit,
+    cancel,
+    in_window,
+    keep_centered,
+    market_order,
+    next_ask,
+    next_bid,
+    order_slot,
+    queue_ahead,
+    reduce,
+)
+from lobgym.market.constants import ASK, BID, STREAM_FILLS, STREAM_MARKET
+from lobgym.market.flow import advance_one, seed_book
+from lobgym.market.rng import uniform
+
+DELAY_CONSTANT = 0
+DELAY_UNIFORM = 1
+DELAY_EXPONENTIAL = 2
+
+
+class BookMarketParams(NamedTuple):
+    """Scalars of the book market (prices in ticks, quantities in lots) and the flow's parameters."""
+
+    tick_size: float  #: price of one tick
+    s0_tick: int  #: initial mid tick
+    n_steps: int
+    dt: float  #: seconds of flow per step
+    warmup: float  #: seconds of flow before an episode
+    seed_depth: int  #: initial book: levels per side ...
+    seed_per_level: int  #: ... and orders per level
+    entry_kind: int  #: DELAY_* of the entry latency
+    entry_a: float  #: constant value / uniform low / exponential mean
+    entry_b: float  #: uniform high / exponential cap
+    cancel_kind: int
+    cancel_a: float
+    cancel_b: float
+    obs_delay: float  #: the agent's view is taken this long before the step ends
+    maker_unit: float  #: fees per lot and per traded value, for passive and aggressive fills
+    maker_rate: float
+    taker_unit: float
+    taker_rate: float
+    post_only: bool
+    inventory_limit: int
+    q0_low: int
+    q0_high: int
+    flow: tuple  #: the flow model's parameters (lobgym.market.flow)
+
+
+class BookMarketState(NamedTuple):
+    """Books, flow and the agent's position in each env; ``seen_*`` is the agent's delayed view."""
+
+    book: tuple  #: BookState
+    flow: tuple  #: FlowState
+    fills: tuple  #: FillLog recording only executions that involve the agent
+    step: np.ndarray  #: (N,) int64
+    mid: np.ndarray  #: (N,) float64 mark: background mid in price units
+    mid2: np.ndarray  #: (N,) int64 background best bid + best ask, ticks
+    cash: np.ndarray  #: (N,) float64 gross of fees
+    inventory: np.ndarray  #: (N,) int64
+    fees: np.ndarray  #: (N,) float64 fees paid this episode (negative = rebates)
+    order: np.ndarray  #: (N, 2) int64 the agent's order id per side (NO_ORDER: none)
+    seen_px: np.ndarray  #: (N, 2, K) int64 observed top-K price levels, bids then asks
+    seen_qty: np.ndarray  #: (N, 2, K) int64 their lots
+    seen_queue: np.ndarray  #: (N, 2) int64 lots ahead of the agent's orders (-1: none)
+    seen_inventory: np.ndarray  #: (N,) int64
+    seen_bg: np.ndarray  #: (N, 2) int64 observed background best bid and ask (pricing reference)
+    seen_mid2: np.ndarray  #: (N, H) int64 observed background mid2, latest first
+
+
+class BookEpisodeStats(NamedTuple):
+    wealth0: np.ndarray  #: (N,) mark-to-market value at reset
+    bid_lots: np.ndarray  #: (N,) int64 lots bought (passive and aggressive)
+    ask_lots: np.ndarray  #: (N,) int64 lots sold
+    passive_lots: np.ndarray  #: (N,) int64 lots filled as maker
+    taker_lots: np.ndarray  #: (N,) int64 lots executed as aggressor
+    posted_lots: np.ndarray  #: (N,) int64 lots submitted in limit orders
+    rejected: np.ndarray  #: (N,) int64 agent orders rejected (post-only or book full)
+    quoted: np.ndarray  #: (N,) int64 step-sides with an agent order resting at the step's end
+    spread_sum: np.ndarray  #: (N,) float64 sum of the agent's quoted spread (ticks), two-sided steps
+    two_sided: np.ndarray  #: (N,) int64
+    spread_pnl: np.ndarray  #: (N,) float64 spread captured
+    inventory_pnl: np.ndarray  #: (N,) float64 q * mid changes
+    abs_inventory_sum: np.ndarray
+    max_abs_inventory: np.ndarray  #: int64
+    pnl_sum: np.ndarray
+    pnl_sumsq: np.ndarray
+    events: np.ndarray  #: (N,) int64 background flow events this episode
+
+
+class BookStepOutcome(NamedTuple):
+    pnl: np.ndarray  #: (N,) float64 change of cash + q * mid, gross of fees
+    fee: np.ndarray
+    inventory_before: np.ndarray  #: int64
+    mid_before: np.ndarray
+    bid_lots: np.ndarray  #: int64 lots bought this step
+    ask_lots: np.ndarray  #: int64 lots sold this step
+    spread_captured: np.ndarray  #: sum over fills of signed (mid_before - price) * lots, price units
+    events: np.ndarray  #: int64 background events this step
+    done: np.ndarray  #: bool
+
+
+def make_book_state(n: int, book, flow, fills, depth_levels: int, history: int) -> BookMarketState:
+    i64 = np.int64
+    return BookMarketState(
+        book=book, flow=flow, fills=fills, step=np.zeros(n, i64), mid=np.zeros(n), mid2=np.zeros(n, i64),
+        cash=np.zeros(n), inventory=np.zeros(n, i64), fees=np.zeros(n), order=np.full((n, 2), NO_ORDER, i64),
+        seen_px=np.zeros((n, 2, depth_levels), i64), seen_qty=np.zeros((n, 2, depth_levels), i64),
+        seen_queue=np.full((n, 2), -1, i64), seen_inventory=np.zeros(n, i64), seen_bg=np.zeros((n, 2), i64),
+        seen_mid2=np.zeros((n, history), i64))
+
+
+def make_book_stats(n: int) -> BookEpisodeStats:
+    ints = {"bid_lots", "ask_lots", "passive_lots", "taker_lots", "posted_lots", "rejected", "quoted", "two_sided",
+            "max_abs_inventory", "events"}
+    return BookEpisodeStats(**{f: np.zeros(n, np.int64 if f in ints else np.float64)
+                               for f in BookEpisodeStats._fields})
+
+
+def make_book_outcome(n: int) -> BookStepOutcome:
+    ints = {"inventory_before", "bid_lots", "ask_lots", "events"}
+    return BookStepOutcome(**{f: np.zeros(n, np.bool_ if f == "done" else np.int64 if f in ints else np.float64)
+                              for f in BookStepOutcome._fields})
+
+
+# --------------------------------------------------------------------------------------- helpers
+@inline
+def _draw_delay(kind, a, b, u):
+    if kind == DELAY_CONSTANT:
+        return a
+    if kind == DELAY_UNIFORM:
+        return a + (b - a) * u
+    return -a * math.log(1.0 - u * (1.0 - math.exp(-b / a)))  # exponential(mean a) truncated at b
+
+
+@kernel
+def background_best(book, i, side, agent_oid):
+    """Best price of ``side`` among orders other than ``agent_oid`` (NO_BID / NO_ASK if none)."""
+    price = book.meta[i, M_BEST_BID] if side == BID else book.meta[i, M_BEST_ASK]
+    slot = order_slot(book, i, agent_oid)
+    if slot == NO_SLOT or price == NO_BID or price == NO_ASK:
+        return price
+    if book.orders[i, slot, O_PRICE] != price or not in_window(book, i, price):
+        return price
+    if book.levels[i, price - book.meta[i, M_BASE], LV_QTY] > book.orders[i, slot, O_QTY]:
+        return price  # others rest at the agent's price too
+    return next_bid(book, i, price) if side == BID else next_ask(book, i, price)
+
+
+@inline
+def _background_mid2(st, i):
+    """Background best bid + best ask, each falling back to the flow's last known quote."""
+    bid = background_best(st.book, i, BID, st.order[i, BID])
+    ask = background_best(st.book, i, ASK, st.order[i, ASK])
+    if bid == NO_BID:
+        bid = st.flow.last_bid[i]
+    if ask == NO_ASK:
+        ask = st.flow.last_ask[i]
+    return bid, ask
+
+
+@kernel
+def _observe(st, i):
+    """Record the agent's view of book ``i`` now (the ``seen_*`` arrays, but not the mid history)."""
+    book = st.book
+    price = book.meta[i, M_BEST_BID]
+    if price == NO_BID:
+        price = st.flow.last_bid[i]
+    for lvl in range(st.seen_px.shape[2]):  # price levels a tick apart from the best, empty ones included
+        st.seen_px[i, BID, lvl] = price - lvl
+        st.seen_qty[i, BID, lvl] = _lots_at(book, i, price - lvl)
+    price = book.meta[i, M_BEST_ASK]
+    if price == NO_ASK:
+        price = st.flow.last_ask[i]
+    for lvl in range(st.seen_px.shape[2]):
+        st.seen_px[i, ASK, lvl] = price + lvl
+        st.seen_qty[i, ASK, lvl] = _lots_at(book, i, price + lvl)
+    for side in range(2):
+        st.seen_queue[i, side] = queue_ahead(book, i, st.order[i, side]) if st.order[i, side] != NO_ORDER else -1
+    st.seen_inventory[i] = st.inventory[i]
+    bid, ask = _background_mid2(st, i)
+    st.seen_bg[i, BID] = bid
+    st.seen_bg[i, ASK] = ask
+
+
+@inline
+def _lots_at(book, i, price):
+    if in_window(book, i, price):
+        return book.levels[i, price - book.meta[i, M_BASE], LV_QTY]
+    return 0  # beyond the window: not shown
+
+
+@inline
+def _push_mid(st, i, mid2):
+    h = st.seen_mid2.shape[1]
+    for j in range(h - 1, 0, -1):
+        st.seen_mid2[i, j] = st.seen_mid2[i, j - 1]
+    st.seen_mid2[i, 0] = mid2
+
+
+# Plans for one side's order, decided at the start of a step.
+_KEEP = 0
+_REDUCE = 1
+_REPLACE = 2  #: cancel the old order (if any) and add a new one
+_CANCEL = 3
+
+
+@kernel
+def _plan(book, i, oid, price, lots):
+    """What to do with the agent's order ``oid`` on a side to get ``lots`` lots at ``price``."""
+    slot = order_slot(book, i, oid)
+    if lots <= 0:
+        return _CANCEL if slot != NO_SLOT else _KEEP
+    if slot == NO_SLOT:
+        return _REPLACE
+    if book.orders[i, slot, O_PRICE] != price or lots > book.orders[i, slot, O_QTY]:
+        return _REPLACE
+    if lots < book.orders[i, slot, O_QTY]:
+        return _REDUCE
+    return _KEEP
+
+
+@kernel
+def _send_cancels(st, i, plan_bid, plan_ask, old_bid, old_ask, bid_lots, ask_lots):
+    for side in range(2):
+        plan = plan_bid if side == BID else plan_ask
+        old = old_bid if side == BID else old_ask
+        if plan == _REPLACE or plan == _CANCEL:
+            cancel(st.book, i, old)  # false if it filled in the meantime: nothing to do
+            if st.order[i, side] == old:
+                st.order[i, side] = NO_ORDER
+        elif plan == _REDUCE:
+            reduce(st.book, i, old, bid_lots if side == BID else ask_lots)  # rejected if fills got there first
+
+
+@kernel
+def _send_entries(st, stats, p, i, plan_bid, plan_ask, bid_px, ask_px, bid_lots, ask_lots, market):
+    book = st.book
+    if market != 0:
+        market_order(book, i, BID if market > 0 else ASK, abs(market), OWNER_AGENT, st.fills)
+    for side in range(2):
+        if (plan_bid if side == BID else plan_ask) != _REPLACE:
+            continue
+        price = bid_px if side == BID else ask_px
+        lots = bid_lots if side == BID else ask_lots
+        crosses = price >= book.meta[i, M_BEST_ASK] if side == BID else price <= book.meta[i, M_BEST_BID]
+        if p.post_only and crosses:
+            stats.rejected[i] += 1
+            st.order[i, side] = NO_ORDER
+            continue
+        rejected_before = book.meta[i, M_N_REJECTED]
+        st.order[i, side] = add_limit(book, i, side, price, lots, OWNER_AGENT, st.fills)
+        stats.posted_lots[i] += lots
+        stats.rejected[i] += book.meta[i, M_N_REJECTED] - rejected_before
+
+
+@kernel
+def _run_flow(st, p, rng, i, t_end, pending_bid, pending_ask):
+    """Flow of book ``i`` up to ``t_end``; ``pending_*``: an old agent order may still rest there."""
+    bid = np.int64(st.order[i, BID] != NO_ORDER or pending_bid != NO_ORDER)
+    ask = np.int64(st.order[i, ASK] != NO_ORDER or pending_ask != NO_ORDER)
+    return advance_one(st.book, i, st.flow, p.flow, rng, st.fills, t_end, bid, ask)
+
+
+# ------------------------------------------------------------------------------------------ step
+@kernel
+def book_step_one(i, st, stats, out, p, rng, bid_px, ask_px, bid_lots, ask_lots, market):
+    """Advance env ``i`` one step given its orders (ticks, lots; ``market`` signed lots)."""
+    book = st.book
+    q = st.inventory[i]
+    mid_before = st.mid[i]
+    wealth_before = st.cash[i] + q * mid_before
+    # Nothing the agent sends may take |q| past the limit, even if all of it fills.
+    buy_room = max(p.inventory_limit - q, 0)
+    sell_room = max(p.inventory_limit + q, 0)
+    if market > 0:
+        market = min(market, buy_room)
+        buy_room -= market
+    elif market < 0:
+        market = -min(-market, sell_room)
+        sell_room += market
+    bid_lots = min(bid_lots, buy_room)
+    ask_lots = min(ask_lots, sell_room)
+
+    keep_centered(book, i, st.mid2[i] // 2)
+    st.fills.counts[i, 0] = 0
+    t0 = st.flow.t[i]
+    u_entry = uniform(rng, i, STREAM_FILLS)  # both drawn every step: the fills stream stays aligned
+    u_cancel = uniform(rng, i, STREAM_FILLS)
+    t_entry = t0 + _draw_delay(p.entry_kind, p.entry_a, p.entry_b, u_entry)
+    t_cancel = t0 + _draw_delay(p.cancel_kind, p.cancel_a, p.cancel_b, u_cancel)
+    t_seen = t0 + p.dt - p.obs_delay
+    t_end = t0 + p.dt
+    old_bid = st.order[i, BID]
+    old_ask = st.order[i, ASK]
+    plan_bid = _plan(book, i, old_bid, bid_px, bid_lots)
+    plan_ask = _plan(book, i, old_ask, ask_px, ask_lots)
+
+    # Three moments in time order (cancels before entries before the view on ties). Until the
+    # cancels arrive, the old orders may still rest (``pend_*``).
+    pend_bid = old_bid
+    pend_ask = old_ask
+    events = np.int64(0)
+    done_cancel = False
+    done_entry = False
+    done_seen = False
+    for _ in range(3):
+        if not done_cancel and t_cancel <= t_entry and t_cancel <= t_seen:
+            events += _run_flow(st, p, rng, i, t_cancel, pend_bid, pend_ask)
+            _send_cancels(st, i, plan_bid, plan_ask, old_bid, old_ask, bid_lots, ask_lots)
+            pend_bid = NO_ORDER
+            pend_ask = NO_ORDER
+            done_cancel = True
+            t_cancel = np.inf
+        elif not done_entry and t_entry <= t_seen:
+            events += _run_flow(st, p, rng, i, t_entry, pend_bid, pend_ask)
+            _send_entries(st, stats, p, i, plan_bid, plan_ask, bid_px, ask_px, bid_lots, ask_lots, market)
+            done_entry = True
+            t_entry = np.inf
+        else:
+            events += _run_flow(st, p, rng, i, t_seen, pend_bid, pend_ask)
+            _settle(st, stats, out, p, i, mid_before)  # fills so far count in the seen inventory
+            _observe(st, i)
+            done_seen = True
+            t_seen = np.inf
+    events += _run_flow(st, p, rng, i, t_end, pend_bid, pend_ask)
+    _settle(st, stats, out, p, i, mid_before)
+    if not done_seen:
+        _observe(st, i)
+
+    bid, ask = _background_mid2(st, i)
+    st.mid2[i] = bid + ask
+    new_mid = 0.5 * (bid + ask) * p.tick_size
+    _push_mid(st, i, st.seen_bg[i, BID] + st.seen_bg[i, ASK])
+    q = st.inventory[i]
+    pnl = st.cash[i] + q * new_mid - wealth_before
+    st.step[i] += 1
+    st.mid[i] = new_mid
+    out.pnl[i] = pnl
+    out.inventory_before[i] = q - out.bid_lots[i] + out.ask_lots[i]
+    out.mid_before[i] = mid_before
+    out.events[i] = events
+    out.done[i] = st.step[i] >= p.n_steps
+
+    stats.events[i] += events
+    stats.inventory_pnl[i] += q * (new_mid - mid_before)
+    stats.abs_inventory_sum[i] += abs(q)
+    stats.max_abs_inventory[i] = max(stats.max_abs_inventory[i], abs(q))
+    live_bid = order_slot(book, i, st.order[i, BID]) != NO_SLOT
+    live_ask = order_slot(book, i, st.order[i, ASK]) != NO_SLOT
+    stats.quoted[i] += np.int64(live_bid) + np.int64(live_ask)
+    if live_bid and live_ask:
+        stats.spread_sum[i] += (book.orders[i, st.order[i, ASK] % book.orders.shape[1], O_PRICE]
+                                - book.orders[i, st.order[i, BID] % book.orders.shape[1], O_PRICE])
+        stats.two_sided[i] += 1
+    net = pnl - out.fee[i]
+    stats.pnl_sum[i] += net
+    stats.pnl_sumsq[i] += net * net
+
+
+@kernel
+def _settle(st, stats, out, p, i, mid_before):
+    """Book the agent's fills logged since the step started (or since the last call) into cash,
+    inventory, fees and this step's outcome; the log is then emptied."""
+    rec = st.fills.records
+    n = st.fills.counts[i, 0]
+    for k in range(n):
+        maker_agent = rec[i, k, F_MAKER_OWNER] == OWNER_AGENT
+        taker_agent = rec[i, k, F_TAKER_OWNER] == OWNER_AGENT
+        if maker_agent and taker_agent:
+            continue  # the agent traded with itself: no change of position or cash
+        qty = rec[i, k, F_QTY]
+        price = rec[i, k, F_PRICE] * p.tick_size
+        # taker_side BID = a buy hit the asks: the agent bought if it was that taker, sold if it was the maker
+        bought = (rec[i, k, F_TAKER_SIDE] == BID) == taker_agent
+        if maker_agent:
+            fee = p.maker_unit * qty + p.maker_rate * price * qty
+            stats.passive_lots[i] += qty
+        else:
+            fee = p.taker_unit * qty + p.taker_rate * price * qty
+            stats.taker_lots[i] += qty
+        if bought:
+            st.cash[i] -= price * qty
+            st.inventory[i] += qty
+            out.bid_lots[i] += qty
+            stats.bid_lots[i] += qty
+            capture = (mid_before - price) * qty
+        else:
+            st.cash[i] += price * qty
+            st.inventory[i] -= qty
+            out.ask_lots[i] += qty
+            stats.ask_lots[i] += qty
+            capture = (price - mid_before) * qty
+        st.fees[i] += fee
+        out.fee[i] += fee
+        out.spread_captured[i] += capture
+        stats.spread_pnl[i] += capture
+    st.fills.counts[i, 0] = 0
+
+
+@inline
+def begin_step_outcome(out, i):
+    """Zero env ``i``'s per-step accumulators before :func:`book_step_one`."""
+    out.fee[i] = 0.0
+    out.bid_lots[i] = 0
+    out.ask_lots[i] = 0
+    out.spread_captured[i] = 0.0
+
+
+# ----------------------------------------------------------------------------------------- reset
+@kernel
+def book_reset_one(i, st, stats, p, rng):
+    """New episode in env ``i``: a fresh book seeded around S0, ``warmup`` seconds of flow, no
+    agent orders, inventory drawn from {q0_low..q0_high}."""
+    book = st.book
+    seed_book(book, st.flow, st.fills, i, p.s0_tick, p.seed_depth, p.seed_per_level, p.flow.size)
+    t = 0.0
+    while t < p.warmup:  # in steps of dt, recentring the window as the price wanders
+        t = min(t + p.dt, p.warmup)
+        keep_centered(book, i, (st.flow.last_bid[i] + st.flow.last_ask[i]) // 2)
+        advance_one(book, i, st.flow, p.flow, rng, st.fills, t, 0, 0)
+    st.fills.counts[i, 0] = 0
+    st.fills.counts[i, 1] = 0
+    q0 = p.q0_low
+    if p.q0_high > p.q0_low:
+        q0 += np.int64(uniform(rng, i, STREAM_MARKET) * (p.q0_high - p.q0_low + 1))
+    st.order[i, BID] = NO_ORDER
+    st.order[i, ASK] = NO_ORDER
+    st.step[i] = 0
+    st.cash[i] = 0.0
+    st.fees[i] = 0.0
+    st.inventory[i] = q0
+    bid, ask = _background_mid2(st, i)
+    st.mid2[i] = bid + ask
+    st.mid[i] = 0.5 * (bid + ask) * p.tick_size
+    _observe(st, i)
+    for j in range(st.seen_mid2.shape[1]):
+        st.seen_mid2[i, j] = bid + ask
+    stats.wealth0[i] = q0 * st.mid[i]
+    stats.bid_lots[i] = 0
+    stats.ask_lots[i] = 0
+    stats.passive_lots[i] = 0
+    stats.taker_lots[i] = 0
+    stats.posted_lots[i] = 0
+    stats.rejected[i] = 0
+    stats.quoted[i] = 0
+    stats.spread_sum[i] = 0.0
+    stats.two_sided[i] = 0
+    stats.spread_pnl[i] = 0.0
+    stats.inventory_pnl[i] = 0.0
+    stats.abs_inventory_sum[i] = 0.0
+    stats.max_abs_inventory[i] = abs(q0)
+    stats.pnl_sum[i] = 0.0
+    stats.pnl_sumsq[i] = 0.0
+    stats.events[i] = 0
