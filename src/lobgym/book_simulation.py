@@ -8,7 +8,6 @@ either: ``actions``, ``buffers``, ``seed``, ``reset``, ``step``, ``n_done``, ``t
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from lobgym.book_spaces import (
@@ -29,7 +28,7 @@ from lobgym.config import BookEnvConfig, Delay
 from lobgym.flow_config import build_flow_params
 from lobgym.market import book as B
 from lobgym.market import flow as F
-from lobgym.market._jit import inline, kernel, parallel_kernel
+from lobgym.market._jit import inline, kernel
 from lobgym.market.book_market import (
     DELAY_CONSTANT,
     DELAY_EXPONENTIAL,
@@ -46,11 +45,8 @@ from lobgym.market.constants import ASK, BID, NO_INVENTORY_LIMIT
 from lobgym.market.rng import make_rng
 from lobgym.metrics import BOOK_METRICS, write_book_metrics_one
 from lobgym.rewards import build_reward_spec, reset_reward_state_one, reward_one
-from lobgym.simulation import _PARALLEL_CHUNKS, PARALLEL_MIN_ENVS, ActionError, Buffers, _bind, _seed_all
+from lobgym.simulation import _PARALLEL_CHUNKS, ActionError, Buffers, _bind, _seed_all
 from lobgym.spaces import find_bad_action
-
-#: Book envs are ~1000x costlier per step than reduced-form ones: threads pay off from a few dozen.
-BOOK_PARALLEL_MIN_ENVS = max(PARALLEL_MIN_ENVS // 128, 16)
 
 
 def _delay(d: Delay) -> tuple[int, float, float]:
@@ -131,36 +127,14 @@ def _step_all(st, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf,
                        auto_reset)
 
 
-def _step_all_chunked(st, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf, auto_reset):
-    bad = find_bad_action(actions, codec.clip)
-    if bad >= 0:
-        return -1 - bad
-    n = st.step.shape[0]
-    chunks = min(n, _PARALLEL_CHUNKS)
-    for c in numba.prange(chunks):  # chunks call a kernel: see lobgym.simulation on prange writes
-        buf.chunk_done[c] = _step_chunk(c * n // chunks, (c + 1) * n // chunks, st, stats, out, p, rng, actions,
-                                        codec, rspec, rstate, ospec, buf, auto_reset)
-    n_done = 0
-    for c in range(chunks):
-        n_done += buf.chunk_done[c]
-    return n_done
-
-
 def _reset_all(st, stats, p, rng, rstate, ospec, buf, mask):
     _reset_chunk(0, st.step.shape[0], st, stats, p, rng, rstate, ospec, buf, mask)
 
 
-def _reset_all_chunked(st, stats, p, rng, rstate, ospec, buf, mask):
-    n = st.step.shape[0]
-    chunks = min(n, _PARALLEL_CHUNKS)
-    for c in numba.prange(chunks):
-        _reset_chunk(c * n // chunks, (c + 1) * n // chunks, st, stats, p, rng, rstate, ospec, buf, mask)
-
-
+# One core per simulation: numba's parallel backend cannot hand the nested NamedTuples of the book
+# state to its worker functions (run several VecEnvs in processes to use more cores).
 _step_serial = kernel(_step_all)
-_step_parallel = parallel_kernel(_step_all_chunked)
 _reset_serial = kernel(_reset_all)
-_reset_parallel = parallel_kernel(_reset_all_chunked)
 
 
 class BookSimulation:
@@ -205,9 +179,10 @@ class BookSimulation:
             metrics=np.full((n, len(BOOK_METRICS)), np.nan), chunk_done=np.zeros(_PARALLEL_CHUNKS, dtype=np.int64))
         self.action_dim = book_action_dim(self.codec)
         self.actions = np.zeros((n, self.action_dim), dtype=np.float32)
-        use_parallel = n >= BOOK_PARALLEL_MIN_ENVS if parallel is None else bool(parallel)
-        self._step_kernel = _step_parallel if use_parallel else _step_serial
-        self._reset_kernel = _reset_parallel if use_parallel else _reset_serial
+        if parallel:
+            raise ValueError("parallel = True: order-book envs run on one core (use one process per VecEnv)")
+        self._step_kernel = _step_serial
+        self._reset_kernel = _reset_serial
         self._all = np.ones(n, dtype=np.bool_)
         self._bound: dict[bool, object] = {}
         self.n_done = 0
