@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lobgym.bench import bench_book_flow
+from lobgym.bench import bench_book_env, bench_book_flow
 
 
 def test_book_flow_row_counts_events_and_memory():
@@ -12,3 +12,14 @@ def test_book_flow_row_counts_events_and_memory():
     assert row["events_per_s"] > 0 and row["bare_events_per_s"] > 0
     # 1000 books x (200 levels x 4 + 1024 orders x 9 + 15) int64 words.
     assert row["memory_1000_books_200_levels_1024_orders_bytes"] == 1000 * 8 * (200 * 4 + 1024 * 9 + 15)
+
+
+def test_book_env_row_counts_background_events_per_step():
+    from tests.test_book_env import small
+
+    from lobgym.config import load_env_config
+
+    row = bench_book_env(load_env_config(small()), n_envs=3, min_seconds=0.05)
+    # cst2010 runs ~38 background events per 1-second step and book
+    assert 20 < row.events_per_step < 60
+    assert row.steps_per_s > 0 and row.bare_steps_per_s > row.steps_per_s

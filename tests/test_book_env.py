@@ -281,3 +281,30 @@ def test_observation_is_inside_its_bounds_and_shows_the_agents_queue():
         oid = sim.state.order[0, side]
         expected = -1.0 if oid == B.NO_ORDER else B.queue_ahead(sim.book, 0, oid) / 10.0
         assert value == pytest.approx(expected)  # no observation delay in this preset
+
+
+def test_book_baselines_quote_and_skew_against_inventory():
+    from lobgym.agents import make_agent
+    from lobgym.agents.evaluation import evaluate
+
+    cfg = load_env_config(small())
+    quoter = make_agent({"kind": "book_quoter", "params": {"offset": 1, "size": 2, "skew": 1.0, "max_inventory": 3}},
+                        cfg)
+    names = lobgym.MarketMakingEnv(cfg).unwrapped.sim.feature_names
+    obs = np.zeros((3, len(names)), dtype=np.float32)
+    obs[:, names.index("inventory")] = np.array([-3, 0, 2]) / cfg.inventory_scale
+    actions, _ = quoter.predict(obs)
+    codec = quoter.codec
+    u = (actions + 1) / 2
+    offsets = np.rint(u[:, :2] * codec.max_offset)
+    sizes = np.rint(u[:, 2:4] * codec.max_size)
+    np.testing.assert_array_equal(offsets, [[0, 4], [1, 1], [3, 0]])  # long: bid further, ask closer
+    np.testing.assert_array_equal(sizes, [[2, 0], [2, 2], [2, 2]])  # at -3 it stops selling
+    with pytest.raises(ConfigError, match="kind = 'avellaneda_stoikov': not available on the order-book env"):
+        make_agent("avellaneda_stoikov", cfg)
+    with pytest.raises(ConfigError, match="kind = 'book_quoter': needs an order-book env"):
+        make_agent("book_quoter", "as2008")
+    ev = evaluate(make_agent("book_quoter", cfg), cfg, episodes=4, seed=0)
+    assert ev.summary["fills_mean"] > 0 and np.isfinite(ev.summary["spread_pnl_mean"])
+    rnd = evaluate(make_agent("random", cfg), cfg, episodes=4, seed=0)
+    assert rnd.metrics.shape == ev.metrics.shape

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numba
 import numpy as np
 
-from lobgym.config import EnvConfig, load_env_config
+from lobgym.config import BookEnvConfig, EnvConfig, load_env_config
 from lobgym.market._jit import kernel, parallel_kernel
 from lobgym.market.constants import NOISE_BINOMIAL, STREAM_FILLS, STREAM_MARKET
 from lobgym.market.rng import make_rng, normal, poisson_from_uniform, seed_rng, uniform
@@ -49,6 +49,7 @@ class BenchRow:
     n_envs: int
     steps_per_s: float
     bare_steps_per_s: float | None = None
+    events_per_step: float | None = None  #: order-book envs: background events per env step
 
     @property
     def ratio(self) -> float | None:
@@ -160,6 +161,40 @@ def bench_book_flow(n_books: int = 100, seconds_simulated: float = 200.0) -> dic
             "memory_1000_books_200_levels_1024_orders_bytes": int(memory)}
 
 
+def bench_book_env(cfg: BookEnvConfig, n_envs: int, min_seconds: float) -> BenchRow:
+    """``MarketMakingVecEnv.step`` of ``n_envs`` order-book envs, the agent quoting one lot a tick
+    outside the mid on both sides, next to a bare loop drawing the same random numbers (per env
+    step: the latency draws, and per background event a waiting time and a choice)."""
+    from lobgym.book_spaces import encode_book_action
+    from lobgym.vec_env import make_vec_env
+
+    venv = make_vec_env(cfg, n_envs=n_envs, seed=0)
+    venv.reset()
+    actions = np.repeat(encode_book_action(venv.sim.codec, 1, 1, 1, 1)[None], n_envs, axis=0)
+    out = venv.sim.outcome
+    count = [0, 0]  # env steps, background events
+
+    def vec_step():
+        venv.step(actions)
+        count[0] += n_envs
+        count[1] += int(out.events.sum())
+
+    rate = _rate(vec_step, n_envs, min_seconds)
+    per_env_step = count[1] / count[0]
+    rng = make_rng(n_envs)
+    seed_rng(rng, np.arange(n_envs, dtype=np.uint64))
+    acc = np.zeros(n_envs)
+    draws = np.full(n_envs, int(round(per_env_step)) + 1)  # + 1: the two latency uniforms
+
+    def bare_step():
+        _bare_flow_kernel(rng, draws, acc)
+
+    row = BenchRow(f"order-book VecEnv.step ({cfg.market.flow.model} flow)", n_envs, rate, _rate(bare_step, n_envs,
+                                                                                                   min_seconds))
+    row.events_per_step = per_env_step
+    return row
+
+
 def import_and_first_step_seconds(env: str) -> float:
     """Wall time of a fresh interpreter importing lobgym and taking one env step (numba cache warm:
     the measurement runs twice and reports the second)."""
@@ -180,7 +215,8 @@ def run(env: str = "as2008", n_envs: tuple[int, ...] = (1, 100, 1000, 10000), mi
     cfg = load_env_config(env)
     rows = [bench_single(cfg, min_seconds)]
     for n in n_envs:
-        rows += bench_batched(cfg, n, min_seconds)
+        rows += [bench_book_env(cfg, n, min_seconds)] if isinstance(cfg, BookEnvConfig) else bench_batched(
+            cfg, n, min_seconds)
     result = {
         "env": cfg.name,
         "threads": numba.get_num_threads(),
@@ -190,4 +226,7 @@ def run(env: str = "as2008", n_envs: tuple[int, ...] = (1, 100, 1000, 10000), mi
         result["import_and_first_step_s"] = import_and_first_step_seconds(env)
     if book:
         result["book_flow"] = bench_book_flow()
+        if not isinstance(cfg, BookEnvConfig):
+            result["book_env"] = asdict(row := bench_book_env(load_env_config("cst2010"), 1000, min_seconds)) | {
+                "ratio_to_bare": row.ratio}
     return result

@@ -18,6 +18,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console()
 
 DEFAULT_AGENTS = ["avellaneda_stoikov", "avellaneda_stoikov_symmetric", "fixed_spread", "random"]
+DEFAULT_BOOK_AGENTS = ["book_quoter", "random"]
 
 
 def _fail(message: str) -> None:
@@ -66,7 +67,10 @@ def evaluate(
 
     try:
         env_cfg = load_env_config(env)
-        agent_cfgs = [load_agent_config(a) for a in (agent or DEFAULT_AGENTS)]
+        from lobgym.config import BookEnvConfig
+
+        defaults = DEFAULT_BOOK_AGENTS if isinstance(env_cfg, BookEnvConfig) else DEFAULT_AGENTS
+        agent_cfgs = [load_agent_config(a) for a in (agent or defaults)]
         made = [(cfg.name, make_agent(cfg, env_cfg)) for cfg in agent_cfgs]
     except (ConfigError, ValueError) as err:
         _fail(str(err))
@@ -79,6 +83,9 @@ def evaluate(
             ("q_T mean", "final_inventory_mean"), ("q_T std", "final_inventory_std"),
             ("mean |q|", "mean_abs_inventory"), ("spread", "mean_spread"), ("fills", "fills_mean"),
             ("return", "return_mean")]
+    if "spread_pnl_mean" in results[0].summary:  # order-book envs: the PnL decomposition and fill ratio
+        cols[-1:-1] = [("spread PnL", "spread_pnl_mean"), ("inventory PnL", "inventory_pnl_mean"),
+                       ("fees", "fees_mean"), ("fill ratio", "fill_ratio_mean"), ("uptime", "quote_uptime")]
     for title, _ in cols:
         table.add_column(title, justify="left" if title == "agent" else "right")
     for r in results:
@@ -120,7 +127,10 @@ def bench(
         table.add_column(col, justify="left" if col == "what" else "right")
     for row in result["rows"]:
         bare, ratio = row["bare_steps_per_s"], row["ratio_to_bare"]
-        table.add_row(row["what"], str(row["n_envs"]), f"{row['steps_per_s']:,.0f}",
+        what = row["what"]
+        if row.get("events_per_step"):
+            what += f" ({row['steps_per_s'] * row['events_per_step']:,.0f} book events/s)"
+        table.add_row(what, str(row["n_envs"]), f"{row['steps_per_s']:,.0f}",
                       f"{bare:,.0f}" if bare else "-", f"{ratio:.0%}" if ratio else "-")
     console.print(table)
     if "import_and_first_step_s" in result:
@@ -133,6 +143,12 @@ def bench(
                       f"{bf['bare_events_per_s']:,.0f}/s, ratio {bf['events_per_s'] / bf['bare_events_per_s']:.0%}); "
                       f"1000 books x 200 levels x 1024 orders: "
                       f"{bf['memory_1000_books_200_levels_1024_orders_bytes'] / 2**20:,.0f} MiB")
+    if "book_env" in result:
+        be = result["book_env"]
+        console.print(f"order-book env cst2010, {be['n_envs']} books, one core: {be['steps_per_s']:,.0f} env-steps/s, "
+                      f"{be['steps_per_s'] * be['events_per_step']:,.0f} background events/s "
+                      f"({be['events_per_step']:.1f} per step; bare loop of the same draws: "
+                      f"{be['bare_steps_per_s']:,.0f} steps/s, ratio {be['ratio_to_bare']:.0%})")
     if json_out is not None:
         write_json_atomic(json_out, result)
         console.print(f"wrote {json_out}")

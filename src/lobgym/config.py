@@ -328,12 +328,20 @@ class RandomParams(_Strict):
     seed: int = Field(0, ge=0)
 
 
+class BookQuoterParams(_Strict):
+    offset: int = Field(0, ge=0, description="ticks from the reference quote (action.reference) on both sides")
+    size: int = Field(1, gt=0, description="lots per side")
+    skew: float = Field(0.0, ge=0, description="ticks the quotes move away from the inventory's side per lot held")
+    max_inventory: int | None = Field(None, gt=0, description="stop adding to the position at |q| = max_inventory")
+
+
 BASELINE_PARAMS: dict[str, type[_Strict]] = {
     "avellaneda_stoikov": AvellanedaStoikovParams,
     "gueant": GueantParams,
     "cartea_jaimungal": CarteaJaimungalParams,
     "fixed_spread": FixedSpreadParams,
     "random": RandomParams,
+    "book_quoter": BookQuoterParams,
 }
 
 

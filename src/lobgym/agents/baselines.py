@@ -38,9 +38,11 @@ from typing import Any
 
 import numpy as np
 
+from lobgym.agents.book_baselines import BOOK_KINDS
 from lobgym.config import (
     AgentConfig,
     AvellanedaStoikovParams,
+    BookEnvConfig,
     CarteaJaimungalParams,
     ConfigError,
     EnvConfig,
@@ -371,7 +373,7 @@ _KINDS: dict[str, type[BaselineAgent]] = {
 
 
 def make_agent(agent: str | Path | dict | AgentConfig,
-               env_cfg: str | Path | dict | EnvConfig) -> BaselineAgent:
+               env_cfg: str | Path | dict | EnvConfig | BookEnvConfig) -> Any:
     """Build the baseline described by ``agent`` for the env ``env_cfg``.
 
     Args:
@@ -389,4 +391,12 @@ def make_agent(agent: str | Path | dict | AgentConfig,
     """
     agent_cfg = load_agent_config(agent)
     env = load_env_config(env_cfg)
+    if isinstance(env, BookEnvConfig):
+        if agent_cfg.kind not in BOOK_KINDS:
+            raise ConfigError(f"agent kind = {agent_cfg.kind!r}: not available on the order-book env {env.name!r}; "
+                              f"allowed there: {', '.join(BOOK_KINDS)}")
+        return BOOK_KINDS[agent_cfg.kind](agent_cfg, env)
+    if agent_cfg.kind not in _KINDS:
+        raise ConfigError(f"agent kind = {agent_cfg.kind!r}: needs an order-book env; {env.name!r} is reduced-form "
+                          f"(allowed: {', '.join(_KINDS)})")
     return _KINDS[agent_cfg.kind](agent_cfg, env)

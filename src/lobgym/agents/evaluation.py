@@ -29,18 +29,19 @@ class Evaluation:
     """Per-episode metrics and returns of one agent, and their summary."""
 
     agent: str
-    metrics: np.ndarray  #: (episodes, len(METRICS))
+    metrics: np.ndarray  #: (episodes, len(metric_names))
     returns: np.ndarray  #: (episodes,) sum of rewards
+    metric_names: tuple[str, ...] = METRICS
     summary: dict[str, float] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.summary = summarize(self.metrics)
+        self.summary = summarize(self.metrics, self.metric_names)
         self.summary["return_mean"] = float(np.mean(self.returns))
         self.summary["return_std"] = float(np.std(self.returns, ddof=1)) if len(self.returns) > 1 else 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {"agent": self.agent, "summary": self.summary,
-                "episodes": {name: self.metrics[:, j].tolist() for j, name in enumerate(METRICS)}
+                "episodes": {name: self.metrics[:, j].tolist() for j, name in enumerate(self.metric_names)}
                 | {"return": self.returns.tolist()}}
 
 
@@ -52,9 +53,11 @@ def evaluate(agent: Predictor, env: str | Path | dict | EnvConfig, episodes: int
     cfg = load_env_config(env)
     n_steps = cfg.market.n_steps
     metrics, returns = [], []
+    names = METRICS
     for start in range(0, episodes, batch):
         n = min(batch, episodes - start)
         venv = make_vec_env(cfg, n_envs=n, seed=seed + start)
+        names = venv.sim.metric_names
         obs = venv.reset()
         total = np.zeros(n)
         for _ in range(n_steps):
@@ -65,4 +68,4 @@ def evaluate(agent: Predictor, env: str | Path | dict | EnvConfig, episodes: int
             raise RuntimeError("episodes did not end together at the horizon")
         metrics.append(venv.sim.buffers.metrics.copy())
         returns.append(total)
-    return Evaluation(name, np.concatenate(metrics), np.concatenate(returns))
+    return Evaluation(name, np.concatenate(metrics), np.concatenate(returns), names)
