@@ -15,9 +15,8 @@ def test_book_flow_row_counts_events_and_memory():
 
 
 def test_book_env_row_counts_background_events_per_step():
-    from tests.test_book_env import small
-
     from lobgym.config import load_env_config
+    from tests.test_book_env import small
 
     row = bench_book_env(load_env_config(small()), n_envs=3, min_seconds=0.05)
     # cst2010 runs ~38 background events per 1-second step and book

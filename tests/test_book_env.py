@@ -308,3 +308,39 @@ def test_book_baselines_quote_and_skew_against_inventory():
     assert ev.summary["fills_mean"] > 0 and np.isfinite(ev.summary["spread_pnl_mean"])
     rnd = evaluate(make_agent("random", cfg), cfg, episodes=4, seed=0)
     assert rnd.metrics.shape == ev.metrics.shape
+
+
+def test_informed_flow_makes_passive_fills_adversely_selected():
+    """With a latent fundamental tilting market orders, the mid moves against the quoter after its
+    fills: the 10-step markout of a passive quoter is much more negative than under pure ZI flow."""
+    markouts = {}
+    for informed in (None, {"rate": 0.1, "jump_ticks": 4.0, "kappa": 0.5}):
+        cfg = small(horizon=40, warmup=30, **({"informed": informed} if informed else {}))
+        cfg["reward"] = [{"term": "spread_captured"}, {"term": "adverse_selection", "params": {"horizon": 10}}]
+        venv = lobgym.make_vec_env(cfg, n_envs=48, seed=0)
+        venv.reset()
+        action = np.repeat(encode_book_action(venv.sim.codec, 0, 0, 1, 1)[None], 48, axis=0)
+        total = np.zeros(48)
+        for _ in range(40):
+            venv.step(action)
+            total += venv.sim.buffers.terms[:, 1]
+        markouts[informed is not None] = (total.mean(), total.std(ddof=1) / np.sqrt(48))
+    (zi, zi_se), (inf, inf_se) = markouts[False], markouts[True]
+    assert inf < 0
+    assert zi - inf > 4 * np.hypot(zi_se, inf_se), markouts
+
+
+def test_serial_and_parallel_kernels_give_identical_episodes():
+    cfg = small(horizon=10, warmup=10)
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, size=(25, 40, 4)).astype(np.float32)  # crosses an auto-reset
+    runs = []
+    for parallel in (False, True):
+        venv = lobgym.make_vec_env(cfg, n_envs=40, seed=3, parallel=parallel)
+        trace = [venv.reset()]
+        for a in actions:
+            obs, rewards, dones, infos = venv.step(a)
+            trace += [obs, rewards, dones]
+        runs.append(trace)
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, b)

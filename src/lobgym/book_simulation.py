@@ -8,6 +8,7 @@ either: ``actions``, ``buffers``, ``seed``, ``reset``, ``step``, ``n_done``, ``t
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from lobgym.book_spaces import (
@@ -28,12 +29,15 @@ from lobgym.config import BookEnvConfig, Delay
 from lobgym.flow_config import build_flow_params
 from lobgym.market import book as B
 from lobgym.market import flow as F
-from lobgym.market._jit import inline, kernel
+from lobgym.market._jit import inline, kernel, parallel_kernel
 from lobgym.market.book_market import (
     DELAY_CONSTANT,
     DELAY_EXPONENTIAL,
     DELAY_UNIFORM,
+    AgentArrays,
     BookMarketParams,
+    BookMarketState,
+    MarketScalars,
     begin_step_outcome,
     book_reset_one,
     book_step_one,
@@ -47,6 +51,9 @@ from lobgym.metrics import BOOK_METRICS, write_book_metrics_one
 from lobgym.rewards import build_reward_spec, reset_reward_state_one, reward_one
 from lobgym.simulation import _PARALLEL_CHUNKS, ActionError, Buffers, _bind, _seed_all
 from lobgym.spaces import find_bad_action
+
+#: A book env step is ~1000x a reduced-form one: threads pay off from a few dozen envs.
+BOOK_PARALLEL_MIN_ENVS = 32
 
 
 def _delay(d: Delay) -> tuple[int, float, float]:
@@ -131,10 +138,65 @@ def _reset_all(st, stats, p, rng, rstate, ospec, buf, mask):
     _reset_chunk(0, st.step.shape[0], st, stats, p, rng, rstate, ospec, buf, mask)
 
 
-# One core per simulation: numba's parallel backend cannot hand the nested NamedTuples of the book
-# state to its worker functions (run several VecEnvs in processes to use more cores).
+# The parallel kernels. numba's parallel backend cannot hand a NamedTuple that nests other
+# NamedTuples (the market state holds the book, the flow and the fill log; the params hold the flow's)
+# to its worker functions, so the state and params are taken apart before the prange and put back
+# together inside it; each chunk then calls a kernel, as in lobgym.simulation.
+@kernel
+def _join(book, flow, fills, a, s, fp):
+    """The market state and params from the parts the parallel kernels pass around."""
+    st = BookMarketState(book, flow, fills, a.step, a.mid, a.mid2, a.cash, a.inventory, a.fees, a.order, a.seen_px,
+        a.seen_qty, a.seen_queue, a.seen_inventory, a.seen_bg, a.seen_mid2)
+    p = BookMarketParams(s.tick_size, s.s0_tick, s.n_steps, s.dt, s.warmup, s.seed_depth, s.seed_per_level,
+        s.entry_kind, s.entry_a, s.entry_b, s.cancel_kind, s.cancel_a, s.cancel_b, s.obs_delay, s.maker_unit,
+        s.maker_rate, s.taker_unit, s.taker_rate, s.post_only, s.inventory_limit, s.q0_low, s.q0_high, fp)
+    return st, p
+
+
+@kernel
+def _step_parts(lo, hi, book, flow, fills, arrays, scalars, fp, stats, out, rng, actions, codec, rspec, rstate, ospec,
+                buf, auto_reset):
+    st, p = _join(book, flow, fills, arrays, scalars, fp)
+    return _step_chunk(lo, hi, st, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf, auto_reset)
+
+
+@kernel
+def _reset_parts(lo, hi, book, flow, fills, arrays, scalars, fp, stats, rng, rstate, ospec, buf, mask):
+    st, p = _join(book, flow, fills, arrays, scalars, fp)
+    _reset_chunk(lo, hi, st, stats, p, rng, rstate, ospec, buf, mask)
+
+
+# numba's parallel backend cannot pass NamedTuples that nest NamedTuples to its workers, so the
+# parallel kernels take the state and params in parts (book, flow, fill log, the agent's arrays,
+# the scalar params, the flow params) and each chunk puts them back together in a kernel.
+def _step_all_chunked(book, flow, fills, arrays, scalars, fp, stats, out, rng, actions, codec, rspec, rstate, ospec,
+                      buf, auto_reset):
+    bad = find_bad_action(actions, codec.clip)
+    if bad >= 0:
+        return -1 - bad
+    n = arrays.step.shape[0]
+    chunks = min(n, _PARALLEL_CHUNKS)
+    for c in numba.prange(chunks):
+        buf.chunk_done[c] = _step_parts(c * n // chunks, (c + 1) * n // chunks, book, flow, fills, arrays, scalars,
+                                        fp, stats, out, rng, actions, codec, rspec, rstate, ospec, buf, auto_reset)
+    n_done = 0
+    for c in range(chunks):
+        n_done += buf.chunk_done[c]
+    return n_done
+
+
+def _reset_all_chunked(book, flow, fills, arrays, scalars, fp, stats, rng, rstate, ospec, buf, mask):
+    n = arrays.step.shape[0]
+    chunks = min(n, _PARALLEL_CHUNKS)
+    for c in numba.prange(chunks):
+        _reset_parts(c * n // chunks, (c + 1) * n // chunks, book, flow, fills, arrays, scalars, fp, stats, rng,
+                     rstate, ospec, buf, mask)
+
+
 _step_serial = kernel(_step_all)
+_step_parallel = parallel_kernel(_step_all_chunked)
 _reset_serial = kernel(_reset_all)
+_reset_parallel = parallel_kernel(_reset_all_chunked)
 
 
 class BookSimulation:
@@ -179,10 +241,7 @@ class BookSimulation:
             metrics=np.full((n, len(BOOK_METRICS)), np.nan), chunk_done=np.zeros(_PARALLEL_CHUNKS, dtype=np.int64))
         self.action_dim = book_action_dim(self.codec)
         self.actions = np.zeros((n, self.action_dim), dtype=np.float32)
-        if parallel:
-            raise ValueError("parallel = True: order-book envs run on one core (use one process per VecEnv)")
-        self._step_kernel = _step_serial
-        self._reset_kernel = _reset_serial
+        self.parallel = n >= BOOK_PARALLEL_MIN_ENVS if parallel is None else bool(parallel)
         self._all = np.ones(n, dtype=np.bool_)
         self._bound: dict[bool, object] = {}
         self.n_done = 0
@@ -206,19 +265,34 @@ class BookSimulation:
             raise ValueError(f"seeds: expected {self.n_envs} non-negative integers, got {seeds!r}")
         _seed_all(self.rng, seeds.astype(np.uint64), self._all if mask is None else mask)
 
+    def _market_args(self) -> tuple:
+        """The state and params as the kernels take them: whole, or in parts for the parallel ones."""
+        st, p = self.state, self.params
+        if self.parallel:
+            return (st.book, st.flow, st.fills, AgentArrays(*st[3:]), MarketScalars(*p[:-1]), p.flow, self.stats)
+        return (st, self.stats)
+
     def reset(self, mask: np.ndarray | None = None) -> np.ndarray:
         """Start new episodes (where ``mask`` is true): seed the books, warm them up; returns the observations."""
-        self._reset_kernel(self.state, self.stats, self.params, self.rng, self.reward_state, self.obs_spec,
-                           self.buffers, self._all if mask is None else mask)
+        mask = self._all if mask is None else mask
+        if self.parallel:
+            _reset_parallel(*self._market_args(), self.rng, self.reward_state, self.obs_spec, self.buffers, mask)
+        else:
+            _reset_serial(self.state, self.stats, self.params, self.rng, self.reward_state, self.obs_spec,
+                          self.buffers, mask)
         return self.buffers.obs
 
     def step(self, auto_reset: bool) -> Buffers:
         """Advance every env one step with the actions in :attr:`actions`; raises :class:`ActionError`."""
         call = self._bound.get(auto_reset)
         if call is None:
-            call = self._bound[auto_reset] = _bind(self._step_kernel, (
-                self.state, self.stats, self.outcome, self.params, self.rng, self.actions, self.codec,
-                self.reward_spec, self.reward_state, self.obs_spec, self.buffers, auto_reset))
+            rest = (self.rng, self.actions, self.codec, self.reward_spec, self.reward_state, self.obs_spec,
+                    self.buffers, auto_reset)
+            if self.parallel:
+                args = (*self._market_args(), self.outcome, *rest)
+            else:
+                args = (self.state, self.stats, self.outcome, self.params, *rest)
+            call = self._bound[auto_reset] = _bind(_step_parallel if self.parallel else _step_serial, args)
         n_done = call()
         if n_done < 0:
             env, j = divmod(-1 - n_done, self.action_dim)

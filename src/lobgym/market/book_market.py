@@ -147,6 +147,13 @@ class BookStepOutcome(NamedTuple):
     done: np.ndarray  #: bool
 
 
+#: The parts of the state and params that numba's parallel backend can take as arguments (it cannot
+#: take NamedTuples that nest NamedTuples): everything but the nested book, flow and fill log / flow params.
+AgentArrays = NamedTuple("AgentArrays", [(f, np.ndarray) for f in BookMarketState._fields[3:]])
+MarketScalars = NamedTuple("MarketScalars", [(f, BookMarketParams.__annotations__[f])
+                                             for f in BookMarketParams._fields[:-1]])
+
+
 def make_book_state(n: int, book, flow, fills, depth_levels: int, history: int) -> BookMarketState:
     i64 = np.int64
     return BookMarketState(
