@@ -23,8 +23,7 @@ WALL = 10_000
 
 def _isolated_queue(n_books: int):
     lam = np.array([[LAM], [0.0]])
-    params = F.CSTParams(lam=lam, lam_cum=np.cumsum(lam, axis=1), theta=np.array([[THETA, THETA], [0.0, 0.0]]),
-                         mu=np.array([0.0, MU]), size=1)
+    params = F.cst_params_from_rates(lam, theta=[[THETA, THETA], [0.0, 0.0]], mu=[0.0, MU], size=1)
     book = B.make_book(n_books, 64, 128)
     fills = B.make_fill_log(n_books, 64)
     flow = F.make_flow_state(n_books)

@@ -164,20 +164,24 @@ def bench_book_flow(n_books: int = 100, seconds_simulated: float = 200.0) -> dic
 def bench_book_env(cfg: BookEnvConfig, n_envs: int, min_seconds: float) -> BenchRow:
     """``MarketMakingVecEnv.step`` of ``n_envs`` order-book envs, the agent quoting one lot a tick
     outside the mid on both sides, next to a bare loop drawing the same random numbers (per env
-    step: the latency draws, and per background event a waiting time and a choice)."""
+    step: the latency draws, and per background event a waiting time and a choice).
+
+    ``events_per_step`` counts every background event the engine applied, the warm-up of the
+    episodes that auto-reset included (each episode starts with ``market.warmup`` seconds of flow).
+    """
     from lobgym.book_spaces import encode_book_action
     from lobgym.vec_env import make_vec_env
 
     venv = make_vec_env(cfg, n_envs=n_envs, seed=0)
     venv.reset()
     actions = np.repeat(encode_book_action(venv.sim.codec, 1, 1, 1, 1)[None], n_envs, axis=0)
-    out = venv.sim.outcome
+    out, stats, dones = venv.sim.outcome, venv.sim.stats, venv.sim.buffers.dones
     count = [0, 0]  # env steps, background events
 
     def vec_step():
         venv.step(actions)
         count[0] += n_envs
-        count[1] += int(out.events.sum())
+        count[1] += int(out.events.sum()) + int(stats.warmup_events[dones].sum())
 
     rate = _rate(vec_step, n_envs, min_seconds)
     per_env_step = count[1] / count[0]
@@ -189,10 +193,8 @@ def bench_book_env(cfg: BookEnvConfig, n_envs: int, min_seconds: float) -> Bench
     def bare_step():
         _bare_flow_kernel(rng, draws, acc)
 
-    row = BenchRow(f"order-book VecEnv.step ({cfg.market.flow.model} flow)", n_envs, rate, _rate(bare_step, n_envs,
-                                                                                                   min_seconds))
-    row.events_per_step = per_env_step
-    return row
+    what = f"order-book VecEnv.step ({cfg.market.flow.model} flow)"
+    return BenchRow(what, n_envs, rate, _rate(bare_step, n_envs, min_seconds), events_per_step=per_env_step)
 
 
 def import_and_first_step_seconds(env: str) -> float:

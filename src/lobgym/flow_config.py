@@ -1,42 +1,262 @@
-"""Pydantic models of the background order flow (``market.flow`` / ``market.informed``).
+"""Pydantic models of the background order flow of the order-book market: all flow validation
+happens here, and :func:`build_flow_params` turns a validated config into the engine's
+:class:`~lobgym.market.flow.FlowParams` (the kernels never see these strings).
 
-Temporary minimal version (CST only) so the package imports; the flow-model work replaces it.
+Three models, chosen by ``model`` (see :mod:`lobgym.market.flow` for their exact definitions):
+
+* ``cst`` — Cont, Stoikov & Talreja (2010) zero-intelligence flow; the defaults are the paper's
+  calibration (Table 2), rates per second, orders of one lot.
+* ``hawkes`` — exponential-kernel Hawkes flow over the six event types (limit bid, limit ask,
+  market buy, market sell, cancel bid, cancel ask). The defaults give CST-like activity (about 38
+  events per second, mean rates ``(I - alpha / beta)^-1 baseline`` = 9.4 limit orders, 0.94 market
+  orders and 4.0 cancel events per side and second, branching-matrix spectral radius 0.3) with
+  clustering: limit and market orders excite themselves (0.3 children each), a market order
+  that eats one side is followed by limit orders refilling it (0.5), insertions are followed by
+  cancellations on the same side (0.2), cancels excite cancels (0.2); decay ``beta = 10`` per
+  second. ``order_cancel = 0.5`` adds the per-order cancellation that keeps the depth
+  mean-reverting (about 16 orders per side, a side empty 0.5% of the time).
+* ``queue_reactive`` — Huang, Lehalle & Rosenbaum (2015): intensities of each of the first K queues
+  depend on that queue's size. Give each level a constant (the Poisson special case; for cancels
+  the rate per order, so the queue's total is rate * q) or a table by queue size ``q = 0, 1, ...``
+  (padded with its last value up to ``q_max``). The defaults carry the CST calibration over to
+  levels counted from the same-side best (10 levels; inside-spread orders at the CST rate at
+  distance 1): about 40 events per second, 16 orders per side, mean spread 1.5 ticks.
+
+``InformedConfig`` adds the informed component (a latent fundamental price that jumps, towards
+which market-order direction is tilted) to any model.
+
+Every error names the field, the value and what is allowed.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from lobgym.market import flow as F
+
+# The Cont–Stoikov–Talreja (2010) calibration.
+CST_LAM = (1.85, 1.51, 1.09, 0.88, 0.77)
+CST_THETA = (0.71, 0.81, 0.68, 0.56, 0.47)
+CST_MU = 0.94
+CST_K = 1.92
+CST_ALPHA = 0.52
+
+Rate = Annotated[float, Field(ge=0)]
+
+#: Default Hawkes flow (EVENT_* order: limit bid, limit ask, market buy, market sell, cancel bid,
+#: cancel ask); alpha[e][j] is the jump of lambda_e at an event of type j, per unit of beta.
+HAWKES_BASELINE = (6.1, 6.1, 0.66, 0.66, 1.3, 1.3)
+HAWKES_BETA = 10.0
+HAWKES_ALPHA = (
+    (3.0, 0.0, 0.0, 5.0, 0.0, 0.0),  # limit bids: self-excited, and refill after a sell market order
+    (0.0, 3.0, 5.0, 0.0, 0.0, 0.0),
+    (0.0, 0.0, 3.0, 0.0, 0.0, 0.0),  # market orders: self-excited
+    (0.0, 0.0, 0.0, 3.0, 0.0, 0.0),
+    (2.0, 0.0, 0.0, 0.0, 2.0, 0.0),  # cancel bids: after bid insertions and other bid cancels
+    (0.0, 2.0, 0.0, 0.0, 0.0, 2.0),
+)
+
+
+def _cst_profile(levels: int) -> tuple[float, ...]:
+    return tuple(CST_LAM[d - 1] if d <= len(CST_LAM) else round(CST_K / d**CST_ALPHA, 4) for d in range(1, levels + 1))
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
 
+def _check_profile(lam: list[float], levels: int, k: float | None, alpha: float | None, alpha_name: str) -> None:
+    if len(lam) > levels:
+        raise ValueError(f"lam has {len(lam)} entries but levels = {levels}: give at most one rate per distance")
+    if (k is None) != (alpha is None):
+        raise ValueError(f"k = {k}, {alpha_name} = {alpha}: give both (rates k / d**{alpha_name} beyond the lam table) "
+                         "or neither")
+
+
 class CSTFlow(_Strict):
+    """Cont–Stoikov–Talreja (2010) flow: limit orders at distance d = 1..levels from the opposite
+    best with rate lam[d-1] (beyond the table k / d**alpha), market orders at rate mu per side,
+    each order at distance d cancelled at rate theta[d-1] (the last entry further out)."""
+
     model: Literal["cst"] = "cst"
-    lam: list[float] = Field(default_factory=lambda: list(F.CST2010["lam_table"]), min_length=1)
-    theta: list[float] = Field(default_factory=lambda: list(F.CST2010["theta_table"]), min_length=1)
-    mu: float = Field(F.CST2010["mu"], ge=0)
-    k: float | None = Field(F.CST2010["k"], ge=0)
-    alpha: float | None = Field(F.CST2010["alpha"], ge=0)
-    levels: int = Field(10, ge=1, le=1000)
-    size: int = Field(1, ge=1)
+    lam: list[Rate] = Field(list(CST_LAM), min_length=1, description="limit rate at distance 1, 2, ... per side")
+    theta: list[Rate] = Field(list(CST_THETA), min_length=1,
+                              description="cancel rate per order at distance 1, 2, ...; the last one further out")
+    mu: float = Field(CST_MU, ge=0, description="market order rate per side")
+    k: float | None = Field(CST_K, ge=0, description="limit rate k / d**alpha beyond the lam table")
+    alpha: float | None = Field(CST_ALPHA, ge=0, description="exponent of the limit rate beyond the table")
+    levels: int = Field(10, ge=1, le=10_000, description="distances D where limit orders arrive")
+    size: int = Field(1, ge=1, description="lots per background order")
+
+    @field_validator("theta")
+    @classmethod
+    def _far_theta(cls, v: list[float]) -> list[float]:
+        if v[-1] <= 0:
+            raise ValueError(f"last entry {v[-1]} must be > 0: it is the cancel rate of every order further out, "
+                             "which would otherwise never leave the book")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> CSTFlow:
+        _check_profile(self.lam, self.levels, self.k, self.alpha, "alpha")
+        return self
+
+
+def _six(name: str) -> str:
+    return f"{name} must have 6 entries, in the order limit bid, limit ask, market buy, market sell, cancel bid, " \
+           "cancel ask"
+
+
+class HawkesFlow(_Strict):
+    """Multivariate exponential-kernel Hawkes flow: lambda_e(t) = baseline[e] + sum over past events
+    (t_k, e_k) of alpha[e][e_k] * exp(-beta_e (t - t_k)); where orders go follows the CST profiles."""
+
+    model: Literal["hawkes"] = "hawkes"
+    baseline: list[Rate] = Field(list(HAWKES_BASELINE), description=_six("baseline intensities"))
+    beta: float | list[float] = Field(HAWKES_BETA, description="excitation decay rate, one or one per event type")
+    alpha: list[list[Rate]] = Field([list(r) for r in HAWKES_ALPHA],
+                                    description="6 x 6 excitation jumps alpha[e][j] of lambda_e at a type-j event")
+    order_cancel: float = Field(0.5, ge=0, description="extra cancellation rate of each order, times theta(d)")
+    lam: list[Rate] = Field(list(CST_LAM), min_length=1, description="weights of a limit order's distance 1, 2, ...")
+    k: float | None = Field(CST_K, ge=0, description="weight k / d**lam_alpha beyond the lam table")
+    lam_alpha: float | None = Field(CST_ALPHA, ge=0, description="exponent of the weight beyond the table")
+    theta: list[Rate] = Field(list(CST_THETA), min_length=1,
+                              description="weights of the order a cancel removes by distance; the last one further out")
+    levels: int = Field(10, ge=1, le=10_000, description="distances D where limit orders arrive")
+    size: int = Field(1, ge=1, description="lots per background order")
+
+    @field_validator("baseline")
+    @classmethod
+    def _baseline(cls, v: list[float]) -> list[float]:
+        if len(v) != F.N_EVENT_TYPES:
+            raise ValueError(_six(f"{len(v)} entries given; baseline"))
+        if sum(v) <= 0:
+            raise ValueError("at least one baseline intensity must be > 0 (else no event ever happens)")
+        return v
+
+    @field_validator("beta")
+    @classmethod
+    def _beta(cls, v: float | list[float]) -> float | list[float]:
+        values = [v] if isinstance(v, float | int) else v
+        if isinstance(v, list) and len(v) != F.N_EVENT_TYPES:
+            raise ValueError(_six(f"{len(v)} entries given; beta (a number, or one decay per event type)"))
+        if any(b <= 0 for b in values):
+            raise ValueError("decay rates must be > 0")
+        return v
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha(cls, v: list[list[float]], info: ValidationInfo) -> list[list[float]]:
+        if len(v) != F.N_EVENT_TYPES or any(len(row) != F.N_EVENT_TYPES for row in v):
+            raise ValueError(f"shape {len(v)} x {[len(r) for r in v]}: must be 6 x 6 (rows: excited type, columns: "
+                             "exciting type; order limit bid, limit ask, market buy, market sell, cancel bid, "
+                             "cancel ask)")
+        beta = info.data.get("beta")
+        if beta is not None:
+            radius = F.hawkes_spectral_radius(v, beta)
+            if radius >= 1:
+                raise ValueError(f"the branching matrix alpha / beta has spectral radius {radius:.4g}; it must be "
+                                 "< 1 for a stationary Hawkes process (lower alpha or raise beta)")
+        return v
+
+    @field_validator("theta")
+    @classmethod
+    def _far_theta(cls, v: list[float]) -> list[float]:
+        if v[-1] <= 0:
+            raise ValueError(f"last entry {v[-1]} must be > 0: it weighs every order further out")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> HawkesFlow:
+        _check_profile(self.lam, self.levels, self.k, self.lam_alpha, "lam_alpha")
+        return self
+
+
+class QueueReactiveFlow(_Strict):
+    """Queue-reactive flow (Huang, Lehalle & Rosenbaum 2015) on the first K = len(insert) levels of
+    each side, counted from the same-side best; per level a constant or a table by queue size."""
+
+    model: Literal["queue_reactive"] = "queue_reactive"
+    insert: list[Rate | list[Rate]] = Field(
+        list(_cst_profile(10)), min_length=1,
+        description="limit insertion rate at level 1..K: a constant per level, or a table by queue size")
+    cancel: list[Rate | list[Rate]] = Field(
+        [CST_THETA[min(k, len(CST_THETA)) - 1] for k in range(1, 11)], min_length=1,
+        description="per level: a cancel rate per order (total = rate * q), or a table of total rates by queue size")
+    market: float | list[Rate] = Field(CST_MU, description="rate of market orders at the best: a constant (q >= 1) "
+                                                           "or a table by the best queue's size")
+    inside: float = Field(CST_LAM[0], ge=0, description="rate of a limit order inside a spread of >= 2 ticks, per side")
+    far_cancel: float = Field(CST_THETA[-1], gt=0, description="cancel rate per order beyond level K")
+    q_max: int = Field(30, ge=1, le=100_000, description="queue sizes above q_max use the q_max entry")
+    size: int = Field(1, ge=1, description="lots per background order; queue sizes are counted in these units")
+
+    @field_validator("market")
+    @classmethod
+    def _market(cls, v: float | list[float]) -> float | list[float]:
+        if isinstance(v, list) and not v:
+            raise ValueError("the table needs at least one entry (queue size 0)")
+        if not isinstance(v, list) and v < 0:
+            raise ValueError("must be >= 0")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> QueueReactiveFlow:
+        levels = len(self.insert)
+        if len(self.cancel) != levels:
+            raise ValueError(f"cancel has {len(self.cancel)} levels but insert has {levels}: give one entry per level")
+        for name in ("insert", "cancel", "market"):
+            value = getattr(self, name)
+            if name == "market":
+                tables = [value] if isinstance(value, list) else []
+            else:
+                tables = [t for t in value if isinstance(t, list)]
+            for table in tables:
+                if not table or len(table) > self.q_max + 1:
+                    raise ValueError(f"{name}: a table has {len(table)} entries; it needs 1 .. q_max + 1 = "
+                                     f"{self.q_max + 1} (queue sizes 0 .. q_max)")
+        return self
+
+    def tables(self) -> tuple[list[list[float]], list[list[float]], list[float]]:
+        """(insert (K, Q + 1), cancel (K, Q + 1), market (Q + 1,)) expanded from constants and short tables."""
+        width = self.q_max + 1
+
+        def pad(table: list[float]) -> list[float]:
+            return list(table[:width]) + [table[-1]] * (width - len(table))
+
+        insert = [pad(v) if isinstance(v, list) else [v] * width for v in self.insert]
+        cancel = [pad(v) if isinstance(v, list) else [v * q for q in range(width)] for v in self.cancel]
+        market = pad(self.market) if isinstance(self.market, list) else [0.0] + [self.market] * self.q_max
+        return insert, cancel, market
+
+
+#: A flow config, dispatched on its ``model`` key.
+FlowConfig = Annotated[CSTFlow | HawkesFlow | QueueReactiveFlow, Field(discriminator="model")]
 
 
 class InformedConfig(_Strict):
-    rate: float = Field(ge=0)
-    jump_ticks: float = Field(gt=0)
-    kappa: float = Field(ge=0)
+    """A fundamental price F (ticks) jumping at ``rate`` by N(0, jump_ticks**2); market orders buy
+    with probability 1 / (1 + exp(-kappa (F - mid))), so the price is pulled towards F."""
+
+    rate: float = Field(0.05, ge=0, description="jumps of the fundamental per unit time")
+    jump_ticks: float = Field(5.0, gt=0, description="standard deviation of a jump, in ticks")
+    kappa: float = Field(0.5, ge=0, description="tilt of market-order direction per tick of F - mid")
 
 
-FlowConfig = Annotated[CSTFlow, Field(discriminator="model")]
-
-
-def build_flow_params(flow, informed=None):
+def build_flow_params(flow: FlowConfig, informed: InformedConfig | None = None) -> F.FlowParams:
+    """The engine's parameters for a validated flow config (and optional informed component)."""
+    if isinstance(flow, CSTFlow):
+        params = F.cst_params(flow.lam, flow.theta, flow.mu, flow.levels, k=flow.k, alpha=flow.alpha, size=flow.size)
+    elif isinstance(flow, HawkesFlow):
+        params = F.hawkes_params(flow.baseline, flow.alpha, flow.beta, flow.lam, flow.theta, flow.levels, k=flow.k,
+                                 lam_alpha=flow.lam_alpha, size=flow.size, order_cancel=flow.order_cancel)
+    elif isinstance(flow, QueueReactiveFlow):
+        insert, cancel, market = flow.tables()
+        params = F.queue_reactive_params(insert, cancel, market, inside=flow.inside, far_cancel=flow.far_cancel,
+                                         size=flow.size)
+    else:
+        raise TypeError(f"flow = {flow!r}: expected CSTFlow, HawkesFlow or QueueReactiveFlow")
     if informed is not None:
-        raise NotImplementedError("informed flow")
-    return F.make_cst_params(flow.lam, flow.theta, flow.mu, flow.levels, k=flow.k, alpha=flow.alpha, size=flow.size)
+        params = F.with_informed(params, informed.rate, informed.jump_ticks, informed.kappa)
+    return params

@@ -133,6 +133,7 @@ class BookEpisodeStats(NamedTuple):
     pnl_sum: np.ndarray
     pnl_sumsq: np.ndarray
     events: np.ndarray  #: (N,) int64 background flow events this episode
+    warmup_events: np.ndarray  #: (N,) int64 background events of this episode's warm-up
 
 
 class BookStepOutcome(NamedTuple):
@@ -166,7 +167,7 @@ def make_book_state(n: int, book, flow, fills, depth_levels: int, history: int) 
 
 def make_book_stats(n: int) -> BookEpisodeStats:
     ints = {"bid_lots", "ask_lots", "passive_lots", "taker_lots", "posted_lots", "rejected", "quoted", "two_sided",
-            "max_abs_inventory", "events"}
+            "max_abs_inventory", "events", "warmup_events"}
     return BookEpisodeStats(**{f: np.zeros(n, np.int64 if f in ints else np.float64)
                                for f in BookEpisodeStats._fields})
 
@@ -469,10 +470,12 @@ def book_reset_one(i, st, stats, p, rng):
     book = st.book
     seed_book(book, st.flow, st.fills, i, p.s0_tick, p.seed_depth, p.seed_per_level, p.flow.size)
     t = 0.0
+    warmup_events = 0
     while t < p.warmup:  # in steps of dt, recentring the window as the price wanders
         t = min(t + p.dt, p.warmup)
         keep_centered(book, i, (st.flow.last_bid[i] + st.flow.last_ask[i]) // 2)
-        advance_one(book, i, st.flow, p.flow, rng, st.fills, t, 0, 0)
+        warmup_events += advance_one(book, i, st.flow, p.flow, rng, st.fills, t, 0, 0)
+    stats.warmup_events[i] = warmup_events
     st.fills.counts[i, 0] = 0
     st.fills.counts[i, 1] = 0
     q0 = p.q0_low

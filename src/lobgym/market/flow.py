@@ -20,18 +20,23 @@ quote: a buy limit order at distance ``d`` is placed at ``best_ask - d`` and a s
 
 ``FLOW_HAWKES`` — a multivariate Hawkes process with exponential kernels over the six event types:
 ``lambda_e(t) = hawkes_baseline[e] + sum_{t_k < t} hawkes_alpha[e, e_k] * exp(-hawkes_beta[e] * (t - t_k))``
-(one decay per *row*, i.e. per excited type). The branching matrix ``alpha[e, j] / beta[e]`` must
-have spectral radius < 1 (checked by :func:`hawkes_params`); the mean rates are then
-``(I - alpha / beta)^-1 baseline``. The process is simulated exactly by Ogata's thinning (the
-intensities only decay between events, so the current total is an upper bound until the next
-event). Where the orders go: a limit order's distance ``d`` from the opposite best is drawn from the
-normalised profile ``lam[side]``; a cancel event removes one background order of its side chosen
-with weights ``theta`` (by distance from the opposite best, as in CST); market orders walk the
-opposite side. The point process is the process of *attempts*: every event excites the
-intensities, and a cancel event on a side with no cancellable background order changes nothing in
-the book and is counted in ``FlowState.skipped`` instead of ``events`` (and not taped).
-``cancel_intensity`` integrates the two cancel intensities (attempts). At ``t_end`` the
-excitation is decayed to ``t_end`` and stored in ``FlowState.excite``, so restarting there is exact.
+(one decay per *row*, i.e. per excited type; give all rows the same for a single beta). The
+branching matrix ``alpha[e, j] / beta[e]`` must have spectral radius < 1 (checked by
+:func:`hawkes_params`); the mean rates are then ``(I - alpha / beta)^-1 baseline``. The process is
+simulated exactly by Ogata's thinning (the intensities only decay between events, so their current
+sum bounds them until the next event). Where the orders go: a limit order's distance ``d`` from the
+opposite best is drawn from the normalised profile ``lam[side]``; a cancel event removes one
+background order of its side chosen with weights ``theta`` (by distance from the opposite best, as
+in CST); market orders walk the opposite side. The Hawkes process is the process of *attempts*:
+every Hawkes event excites the intensities, and a cancel event on a side with no cancellable
+background order changes nothing in the book and is counted in ``FlowState.skipped`` instead of
+``events`` (and not taped). On its own, that makes the depth a random walk reflected at zero, so
+optionally (``hawkes_order_cancel > 0``, on in the config defaults) every background order is
+*also* cancelled at rate ``hawkes_order_cancel * theta(d)``, as in the Hawkes books of Abergel &
+Jedidi (2015): these cancellations are book events but not Hawkes events (they excite nothing).
+``cancel_intensity`` integrates both cancel intensities (Hawkes attempts and per-order). At
+``t_end`` the excitation is decayed to ``t_end`` and stored in ``FlowState.excite``, so the next
+call restarts exactly.
 
 ``FLOW_QUEUE_REACTIVE`` — the queue-reactive model of Huang, Lehalle & Rosenbaum (2015),
 "Simulating and analyzing order book data: the queue-reactive model" (JASA 110(509)), on the L3
@@ -89,6 +94,7 @@ import numpy as np
 
 from lobgym.market._jit import inline, kernel
 from lobgym.market.book import (
+    LV_COUNT,
     LV_HEAD,
     M_BASE,
     M_BEST_ASK,
@@ -116,6 +122,11 @@ from lobgym.market.book import (
 )
 from lobgym.market.constants import ASK, BID, STREAM_MARKET
 from lobgym.market.rng import normal, uniform
+
+# Sides as int64 values for the kernels: numba types a plain int global passed to a compiled
+# function as a literal, and compiles that function once per literal (twice or thrice as long).
+_BID = np.int64(BID)
+_ASK = np.int64(ASK)
 
 # Flow models (FlowParams.model).
 FLOW_CST = 0  #: Cont, Stoikov & Talreja (2010) zero-intelligence flow
@@ -159,6 +170,7 @@ class FlowParams(NamedTuple):
     hawkes_baseline: np.ndarray  #: (6,) baseline intensity per event type (EVENT_* order)
     hawkes_alpha: np.ndarray  #: (6, 6) alpha[e, j]: jump of lambda_e at an event of type j
     hawkes_beta: np.ndarray  #: (6,) decay rate of lambda_e's excitation
+    hawkes_order_cancel: float  #: Hawkes: extra Poisson cancellation of each order at this times theta(d)
     qr_insert: np.ndarray  #: (2, K, Q + 1) limit insertion rate at level k by queue size q
     qr_cancel: np.ndarray  #: (2, K, Q + 1) cancellation rate of level k's queue by its size
     qr_market: np.ndarray  #: (2, Q + 1) rate of market orders hitting side's best queue, by its size
@@ -177,7 +189,7 @@ class FlowState(NamedTuple):
     last_bid: np.ndarray  #: (N,) last best bid seen (reference when the bid side is empty)
     last_ask: np.ndarray  #: (N,) last best ask seen
     events: np.ndarray  #: (N, N_EVENT_TYPES) events applied, by type
-    cancel_intensity: np.ndarray  #: (N,) integral over time of the total cancellation intensity
+    cancel_intensity: np.ndarray  #: (N,) integral over time of the total cancellation intensity (its compensator)
     tape: np.ndarray  #: (N, C, 4) the first C events since seed_book (TAPE_* columns); C = 0 records nothing
     tape_len: np.ndarray  #: (N,) rows of the tape in use
     skipped: np.ndarray  #: (N, N_EVENT_TYPES) events drawn that changed nothing (Hawkes cancel, empty side)
@@ -194,7 +206,7 @@ def _rates(name: str, value, shape: tuple[int, ...] | None = None) -> np.ndarray
         raise ValueError(f"{name}: shape {a.shape}; must be {shape}")
     if not np.isfinite(a).all() or (a < 0).any():
         raise ValueError(f"{name} = {a.tolist()}: rates must be finite and >= 0")
-    return np.ascontiguousarray(a)
+    return a  # a fresh C-contiguous copy (np.ascontiguousarray would turn a scalar into shape (1,))
 
 
 def _size(size) -> int:
@@ -207,7 +219,7 @@ def _placeholders() -> dict:
     """Tiny arrays of the right rank for the fields a model does not read."""
     return {"lam": np.zeros((2, 1)), "lam_cum": np.zeros((2, 1)), "theta": np.zeros((2, 2)), "mu": np.zeros(2),
             "hawkes_baseline": np.zeros(N_EVENT_TYPES), "hawkes_alpha": np.zeros((N_EVENT_TYPES, N_EVENT_TYPES)),
-            "hawkes_beta": np.ones(N_EVENT_TYPES), "qr_insert": np.zeros((2, 1, 2)),
+            "hawkes_beta": np.ones(N_EVENT_TYPES), "hawkes_order_cancel": 0.0, "qr_insert": np.zeros((2, 1, 2)),
             "qr_cancel": np.zeros((2, 1, 2)), "qr_market": np.zeros((2, 2)), "qr_inside": np.zeros(2),
             "qr_far_cancel": np.zeros(2), "informed": False, "informed_rate": 0.0, "informed_jump": 0.0,
             "informed_kappa": 0.0}
@@ -272,7 +284,8 @@ def hawkes_mean_rates(baseline, alpha, beta) -> np.ndarray:
 
 
 def hawkes_params(baseline, alpha, beta, lam_table, theta_table, levels: int, k: float | None = None,
-                  lam_alpha: float | None = None, size: int = 1, theta_beyond: float | None = None) -> FlowParams:
+                  lam_alpha: float | None = None, size: int = 1, theta_beyond: float | None = None,
+                  order_cancel: float = 0.0) -> FlowParams:
     """Hawkes flow over the six EVENT_* types.
 
     Args:
@@ -283,6 +296,10 @@ def hawkes_params(baseline, alpha, beta, lam_table, theta_table, levels: int, k:
             from the opposite best (the table, then ``k / d**lam_alpha``), as in :func:`cst_params`.
         theta_table, theta_beyond: relative weights of the order a cancel event removes, by distance.
         size: lots per order.
+        order_cancel: besides the Hawkes cancel events, every background order at distance ``d`` is
+            cancelled at rate ``order_cancel * theta(d)`` (0: pure Hawkes). This keeps the depth
+            mean-reverting, as in Abergel & Jedidi (2015); without it the depth is a random walk
+            reflected at zero (limit inflow minus Hawkes cancel and market outflow).
 
     Raises:
         ValueError: naming the field, e.g. when the spectral radius of ``alpha / beta`` is >= 1.
@@ -296,6 +313,8 @@ def hawkes_params(baseline, alpha, beta, lam_table, theta_table, levels: int, k:
     if radius >= 1.0:
         raise ValueError(f"alpha: the branching matrix alpha / beta has spectral radius {radius:.4g}; it must be < 1 "
                          "for a stationary Hawkes process (lower alpha or raise beta)")
+    if not (math.isfinite(order_cancel) and order_cancel >= 0):
+        raise ValueError(f"order_cancel = {order_cancel}: must be finite and >= 0")
     lam, theta = _profiles(lam_table, theta_table, levels, k, lam_alpha, theta_beyond)
     if lam.sum() <= 0:
         raise ValueError(f"lam = {lam.tolist()}: the distance profile needs a positive weight")
@@ -304,7 +323,7 @@ def hawkes_params(baseline, alpha, beta, lam_table, theta_table, levels: int, k:
         "model": FLOW_HAWKES, "size": _size(size), "lam": lam2,
         "lam_cum": np.ascontiguousarray(np.cumsum(lam2, axis=1)), "theta": np.stack([theta, theta]),
         "hawkes_baseline": base, "hawkes_alpha": a,
-        "hawkes_beta": np.ascontiguousarray(b)}))
+        "hawkes_beta": np.ascontiguousarray(b), "hawkes_order_cancel": float(order_cancel)}))
 
 
 def _per_side(name: str, value, rank: int) -> np.ndarray:
@@ -406,7 +425,7 @@ def _far_prices(book, i, side, ref, levels):
     """Price range (inclusive, in the window) of ``side``'s levels beyond distance ``levels``."""
     base = book.meta[i, M_BASE]
     top = base + book.levels.shape[1] - 1
-    if side == BID:
+    if side == _BID:
         return base, min(ref - levels - 1, top)
     return max(ref + levels + 1, base), top
 
@@ -423,7 +442,7 @@ def _far_count(book, i, side, ref, levels, near, agent):
     s = book.meta[i, M_PARK_HEAD]
     while s != NO_SLOT:
         if book.orders[i, s, O_SIDE] == side and book.orders[i, s, O_OWNER] == OWNER_BACKGROUND:
-            d = ref - book.orders[i, s, O_PRICE] if side == BID else book.orders[i, s, O_PRICE] - ref
+            d = ref - book.orders[i, s, O_PRICE] if side == _BID else book.orders[i, s, O_PRICE] - ref
             if d > levels:
                 n += 1
         s = book.orders[i, s, O_NEXT]
@@ -431,26 +450,67 @@ def _far_count(book, i, side, ref, levels, near, agent):
 
 
 @inline
-def _cancel_rate(book, i, p, side, ref, agent):
-    """Total cancellation intensity of ``side``'s background orders; ``ref`` is the opposite best."""
-    levels = p.lam.shape[1]
+def _cancel_rate(book, i, theta, side, ref, agent):
+    """Total cancellation intensity of ``side``'s background orders under the per-order rates
+    ``theta`` (2, D + 1) by distance from ``ref``, the opposite best."""
+    levels = theta.shape[1] - 1
+    j = ref - book.meta[i, M_BASE]
+    lo = j - levels if side == _BID else j + 1
+    if agent or lo < 0 or lo + levels > book.levels.shape[1]:
+        return _cancel_rate_walk(book, i, theta, side, ref, agent)
+    # Fast path, all D prices in the window and no agent order: every price strictly on ``side``'s
+    # side of the opposite best holds orders of ``side`` only (the book is never crossed, and ``ref``
+    # is the opposite best whenever that side quotes), so the level counts need no side check.
     rate = 0.0
     near = 0
     for d in range(1, levels + 1):
-        n = _cancellable_at(book, i, side, ref - d if side == BID else ref + d, agent)
+        n = book.levels[i, j - d if side == _BID else j + d, LV_COUNT]
         near += n
-        rate += p.theta[side, d - 1] * n
-    return rate + p.theta[side, levels] * _far_count(book, i, side, ref, levels, near, agent)
+        rate += theta[side, d - 1] * n
+    return rate + theta[side, levels] * (book.meta[i, M_RESTING + side] - near)
 
 
 @kernel
+def _cancel_rate_walk(book, i, theta, side, ref, agent):
+    """:func:`_cancel_rate` when the agent may have orders on ``side`` or the levels leave the window."""
+    levels = theta.shape[1] - 1
+    rate = 0.0
+    near = 0
+    for d in range(1, levels + 1):
+        n = _cancellable_at(book, i, side, ref - d if side == _BID else ref + d, agent)
+        near += n
+        rate += theta[side, d - 1] * n
+    return rate + theta[side, levels] * _far_count(book, i, side, ref, levels, near, agent)
+
+
+@inline
 def _pick_cancel(book, i, theta, side, ref, x, agent):
     """Slot of the background order selected by ``x`` in [0, cancellation intensity of ``side``)
-    (NO_SLOT if none) under the per-order rates ``theta`` (2, D + 1); the caller cancels it.
-    (Takes ``theta`` rather than the params: every array argument of a non-inlined call costs.)"""
+    (NO_SLOT if none) under the per-order rates ``theta`` (2, D + 1); the caller cancels it."""
+    levels = theta.shape[1] - 1
+    j = ref - book.meta[i, M_BASE]
+    lo = j - levels if side == _BID else j + 1
+    if agent or lo < 0 or lo + levels > book.levels.shape[1]:
+        return _pick_cancel_walk(book, i, theta, side, ref, x, agent)
+    for d in range(1, levels + 1):  # fast path, as in _cancel_rate
+        w = theta[side, d - 1]
+        if w <= 0.0:
+            continue
+        jd = j - d if side == _BID else j + d
+        n = book.levels[i, jd, LV_COUNT]
+        if x < w * n:
+            return _kth_in_level(book, i, jd, int(x / w))
+        x -= w * n
+    w = theta[side, levels]
+    return _pick_far(book, i, side, ref, levels, int(x / w) if w > 0.0 else 0, agent)
+
+
+@kernel
+def _pick_cancel_walk(book, i, theta, side, ref, x, agent):
+    """:func:`_pick_cancel` when the agent may have orders on ``side`` or the levels leave the window."""
     levels = theta.shape[1] - 1
     for d in range(1, levels + 1):
-        price = ref - d if side == BID else ref + d
+        price = ref - d if side == _BID else ref + d
         w = theta[side, d - 1]
         if w <= 0.0:
             continue
@@ -469,7 +529,7 @@ def _pick_far(book, i, side, ref, levels, k, agent):
     window levels outward first, then the parked ones in list order (the last one if ``k`` is past
     the end, which float rounding can cause; NO_SLOT if there is none)."""
     lo, hi = _far_prices(book, i, side, ref, levels)
-    if side == BID:
+    if side == _BID:
         for price in range(hi, lo - 1, -1):
             n = _cancellable_at(book, i, side, price, agent)
             if k < n:
@@ -485,7 +545,7 @@ def _pick_far(book, i, side, ref, levels, k, agent):
     s = book.meta[i, M_PARK_HEAD]
     while s != NO_SLOT:
         if book.orders[i, s, O_SIDE] == side and book.orders[i, s, O_OWNER] == OWNER_BACKGROUND:
-            d = ref - book.orders[i, s, O_PRICE] if side == BID else book.orders[i, s, O_PRICE] - ref
+            d = ref - book.orders[i, s, O_PRICE] if side == _BID else book.orders[i, s, O_PRICE] - ref
             if d > levels:
                 last = s
                 if k == 0:
@@ -493,6 +553,16 @@ def _pick_far(book, i, side, ref, levels, k, agent):
                 k -= 1
         s = book.orders[i, s, O_NEXT]
     return last
+
+
+@inline
+def _kth_in_level(book, i, j, k):
+    """Slot of the ``k``-th order of window level ``j`` (all background; the last one if fewer)."""
+    s = book.levels[i, j, LV_HEAD]
+    while k > 0 and book.orders[i, s, O_NEXT] != NO_SLOT:
+        s = book.orders[i, s, O_NEXT]
+        k -= 1
+    return s
 
 
 @kernel
@@ -546,7 +616,7 @@ def _cancel_slot(book, i, flow, t, event, slot):
 @inline
 def _best_or_nan(book, i, side):
     """Best price of ``side`` as a float, NaN if the side is empty."""
-    if side == BID:
+    if side == _BID:
         b = book.meta[i, M_BEST_BID]
         return np.nan if b == NO_BID else float(b)
     a = book.meta[i, M_BEST_ASK]
@@ -591,20 +661,20 @@ def _jump(p, flow, rng, i):
 
 
 @inline
-def _limit(book, i, flow, p, fills, t, side, price):
+def _limit(book, i, flow, fills, t, side, price, size):
     """A background limit order of ``side`` at ``price``, counted and taped."""
-    add_limit(book, i, side, price, p.size, OWNER_BACKGROUND, fills)
-    event = EVENT_LIMIT_BID if side == BID else EVENT_LIMIT_ASK
+    add_limit(book, i, side, price, size, OWNER_BACKGROUND, fills)
+    event = EVENT_LIMIT_BID if side == _BID else EVENT_LIMIT_ASK
     flow.events[i, event] += 1
-    _record(flow, i, t, event, price, p.size)
+    _record(flow, i, t, event, price, size)
 
 
 @inline
-def _market(book, i, flow, p, fills, t, side):
+def _market(book, i, flow, fills, t, side, size):
     """A background market order of ``side`` (BID = a buy), counted and taped."""
-    first = _best_or_nan(book, i, ASK if side == BID else BID)
-    done = market_order(book, i, side, p.size, OWNER_BACKGROUND, fills)
-    event = EVENT_MARKET_BUY if side == BID else EVENT_MARKET_SELL
+    first = _best_or_nan(book, i, _ASK if side == _BID else _BID)
+    done = market_order(book, i, side, size, OWNER_BACKGROUND, fills)
+    event = EVENT_MARKET_BUY if side == _BID else EVENT_MARKET_SELL
     flow.events[i, event] += 1
     _record(flow, i, t, event, first, done)
 
@@ -612,34 +682,67 @@ def _market(book, i, flow, p, fills, t, side):
 @inline
 def _cancel_event(book, i, flow, t, side, slot):
     """Cancel the background order in ``slot`` (of ``side``), counted and taped."""
-    event = EVENT_CANCEL_BID if side == BID else EVENT_CANCEL_ASK
+    event = EVENT_CANCEL_BID if side == _BID else EVENT_CANCEL_ASK
     _cancel_slot(book, i, flow, t, event, slot)
     flow.events[i, event] += 1
+
+
+@kernel
+def _limit_call(book, i, flow, fills, t, side, price, size):
+    """:func:`_limit` as a call (the Hawkes and queue-reactive paths: inlining every event helper
+    everywhere multiplied the compile time)."""
+    _limit(book, i, flow, fills, t, side, price, size)
+
+
+@kernel
+def _market_call(book, i, flow, fills, t, side, size):
+    _market(book, i, flow, fills, t, side, size)
+
+
+@kernel
+def _cancel_call(book, i, flow, t, side, slot):
+    _cancel_event(book, i, flow, t, side, slot)
 
 
 # ------------------------------------------------------------------------------------------------- CST
 @kernel
 def _advance_cst(book, i, flow, p, rng, fills, t_end, agent_bid, agent_ask):
+    """:func:`advance_one` for FLOW_CST (Gillespie next-event loop); ``agent_*`` are booleans."""
     n_levels = p.lam.shape[1]
-    lam_bid = p.lam_cum[BID, n_levels - 1]
-    lam_ask = p.lam_cum[ASK, n_levels - 1]
+    lam_bid = p.lam_cum[_BID, n_levels - 1]
+    lam_ask = p.lam_cum[_ASK, n_levels - 1]
     informed = p.informed
     jump_rate = p.informed_rate if informed else 0.0
     t = flow.t[i]
     applied = 0
+    # A side's cancellation intensity changes only when its order count or its reference (the
+    # opposite best) does: an event adds orders to one side or removes them from one side, and
+    # partial fills change no count. Recompute only then (same values, bit for bit).
+    c_bid = 0.0
+    c_ask = 0.0
+    seen_bid = np.int64(-1)  # resting bids when c_bid was computed
+    seen_ask = np.int64(-1)
+    seen_ref_ask = np.int64(0)
+    seen_ref_bid = np.int64(0)
     while True:
         _refresh_refs(book, i, flow)
         ref_ask = flow.last_ask[i]  # bids are placed and cancelled relative to the best ask
         ref_bid = flow.last_bid[i]
-        c_bid = _cancel_rate(book, i, p, BID, ref_ask, agent_bid)
-        c_ask = _cancel_rate(book, i, p, ASK, ref_bid, agent_ask)
+        if book.meta[i, M_RESTING + _BID] != seen_bid or ref_ask != seen_ref_ask:
+            c_bid = _cancel_rate(book, i, p.theta, _BID, ref_ask, agent_bid)
+            seen_bid = book.meta[i, M_RESTING + _BID]
+            seen_ref_ask = ref_ask
+        if book.meta[i, M_RESTING + _ASK] != seen_ask or ref_bid != seen_ref_bid:
+            c_ask = _cancel_rate(book, i, p.theta, _ASK, ref_bid, agent_ask)
+            seen_ask = book.meta[i, M_RESTING + _ASK]
+            seen_ref_bid = ref_bid
         if informed:
-            mu_all = p.mu[BID] + p.mu[ASK]
+            mu_all = p.mu[_BID] + p.mu[_ASK]
             mu_buy = mu_all * _buy_share(p, flow, i)
             mu_sell = mu_all - mu_buy
         else:
-            mu_buy = p.mu[BID]
-            mu_sell = p.mu[ASK]
+            mu_buy = p.mu[_BID]
+            mu_sell = p.mu[_ASK]
         book_total = lam_bid + lam_ask + mu_buy + mu_sell + c_bid + c_ask
         total = book_total + jump_rate
         if total <= 0.0:
@@ -652,20 +755,20 @@ def _advance_cst(book, i, flow, p, rng, fills, t_end, agent_bid, agent_ask):
         t += wait
         x = uniform(rng, i, STREAM_MARKET) * total
         if x < lam_bid:
-            _limit(book, i, flow, p, fills, t, BID, ref_ask - _pick_distance(p, BID, x))
+            _limit(book, i, flow, fills, t, _BID, ref_ask - _pick_distance(p, _BID, x), p.size)
         elif x < lam_bid + lam_ask:
-            _limit(book, i, flow, p, fills, t, ASK, ref_bid + _pick_distance(p, ASK, x - lam_bid))
+            _limit(book, i, flow, fills, t, _ASK, ref_bid + _pick_distance(p, _ASK, x - lam_bid), p.size)
         elif x < lam_bid + lam_ask + mu_buy:
-            _market(book, i, flow, p, fills, t, BID)
+            _market(book, i, flow, fills, t, _BID, p.size)
         elif x < lam_bid + lam_ask + mu_buy + mu_sell:
-            _market(book, i, flow, p, fills, t, ASK)
+            _market(book, i, flow, fills, t, _ASK, p.size)
         elif x < lam_bid + lam_ask + mu_buy + mu_sell + c_bid:
-            slot = _pick_cancel(book, i, p.theta, BID, ref_ask, x - (lam_bid + lam_ask + mu_buy + mu_sell), agent_bid)
-            _cancel_event(book, i, flow, t, BID, slot)
+            slot = _pick_cancel(book, i, p.theta, _BID, ref_ask, x - (lam_bid + lam_ask + mu_buy + mu_sell), agent_bid)
+            _cancel_event(book, i, flow, t, _BID, slot)
         elif not informed or x < book_total:
-            slot = _pick_cancel(book, i, p.theta, ASK, ref_bid, x - (lam_bid + lam_ask + mu_buy + mu_sell + c_bid),
+            slot = _pick_cancel(book, i, p.theta, _ASK, ref_bid, x - (lam_bid + lam_ask + mu_buy + mu_sell + c_bid),
                                 agent_ask)
-            _cancel_event(book, i, flow, t, ASK, slot)
+            _cancel_event(book, i, flow, t, _ASK, slot)
         else:
             _jump(p, flow, rng, i)
             continue
@@ -675,6 +778,8 @@ def _advance_cst(book, i, flow, p, rng, fills, t_end, agent_bid, agent_ask):
 
 
 # ---------------------------------------------------------------------------------------------- Hawkes
+# (Not the hot path: calls instead of the inlined fast paths, which give the same values, to keep
+# the compile time down.)
 @inline
 def _hawkes_decay(flow, i, p, dt):
     """Decay book ``i``'s excitation by ``dt`` and add the cancel intensities' integral over it."""
@@ -691,34 +796,41 @@ def _hawkes_decay(flow, i, p, dt):
 
 
 @kernel
-def _hawkes_cancel(book, i, flow, p, rng, t, side, agent):
+def _hawkes_cancel(book, i, flow, theta, rng, t, side, agent):
     """A Hawkes cancel event of ``side``: one background order chosen with weights theta; returns
     whether one was cancelled (else the event is counted in ``skipped``)."""
-    ref = flow.last_ask[i] if side == BID else flow.last_bid[i]
-    c = _cancel_rate(book, i, p, side, ref, agent)
-    event = EVENT_CANCEL_BID if side == BID else EVENT_CANCEL_ASK
-    if c <= 0.0:
-        flow.skipped[i, event] += 1
-        return False
-    slot = _pick_cancel(book, i, p.theta, side, ref, uniform(rng, i, STREAM_MARKET) * c, agent)
+    ref = flow.last_ask[i] if side == _BID else flow.last_bid[i]
+    c = _cancel_rate_walk(book, i, theta, side, ref, agent)
+    slot = NO_SLOT
+    if c > 0.0:
+        slot = _pick_cancel_walk(book, i, theta, side, ref, uniform(rng, i, STREAM_MARKET) * c, agent)
     if slot == NO_SLOT:
-        flow.skipped[i, event] += 1
+        flow.skipped[i, EVENT_CANCEL_BID if side == _BID else EVENT_CANCEL_ASK] += 1
         return False
-    _cancel_event(book, i, flow, t, side, slot)
+    _cancel_call(book, i, flow, t, side, slot)
     return True
 
 
 @kernel
 def _advance_hawkes(book, i, flow, p, rng, fills, t_end, agent_bid, agent_ask):
+    """:func:`advance_one` for FLOW_HAWKES (Ogata thinning)."""
     n_levels = p.lam.shape[1]
     jump_rate = p.informed_rate if p.informed else 0.0
+    per_order = p.hawkes_order_cancel
     base_total = 0.0
     for e in range(N_EVENT_TYPES):
         base_total += p.hawkes_baseline[e]
     t = flow.t[i]
     applied = 0
     while True:
-        bound = base_total + jump_rate  # intensities only decay until the next event: an upper bound
+        _refresh_refs(book, i, flow)
+        o_bid = 0.0  # per-order cancellation intensities (constant until the next event)
+        o_ask = 0.0
+        if per_order > 0.0:
+            o_bid = per_order * _cancel_rate_walk(book, i, p.theta, _BID, flow.last_ask[i], agent_bid)
+            o_ask = per_order * _cancel_rate_walk(book, i, p.theta, _ASK, flow.last_bid[i], agent_ask)
+        # Hawkes intensities only decay until the next event: their current sum bounds them (thinning).
+        bound = base_total + o_bid + o_ask + jump_rate
         for e in range(N_EVENT_TYPES):
             bound += flow.excite[i, e]
         if bound <= 0.0:
@@ -726,11 +838,12 @@ def _advance_hawkes(book, i, flow, p, rng, fills, t_end, agent_bid, agent_ask):
         wait = -math.log(1.0 - uniform(rng, i, STREAM_MARKET)) / bound
         if t + wait >= t_end:
             _hawkes_decay(flow, i, p, t_end - t)
+            flow.cancel_intensity[i] += (t_end - t) * (o_bid + o_ask)
             break
         _hawkes_decay(flow, i, p, wait)
+        flow.cancel_intensity[i] += wait * (o_bid + o_ask)
         t += wait
         x = uniform(rng, i, STREAM_MARKET) * bound
-        _refresh_refs(book, i, flow)
         # Intensities at t in EVENT_* order; with informed flow the two market orders share their sum.
         l_mb = p.hawkes_baseline[EVENT_MARKET_BUY] + flow.excite[i, EVENT_MARKET_BUY]
         l_ms = p.hawkes_baseline[EVENT_MARKET_SELL] + flow.excite[i, EVENT_MARKET_SELL]
@@ -750,26 +863,35 @@ def _advance_hawkes(book, i, flow, p, rng, fills, t_end, agent_bid, agent_ask):
                 event = e
                 break
             x -= rate
-        if event < 0:
-            if x < jump_rate:
-                _jump(p, flow, rng, i)
-            continue  # else rejected by thinning
+        if event < 0:  # not a Hawkes event: a per-order cancellation, a jump of F, or rejected
+            if x < o_bid:
+                _cancel_call(book, i, flow, t, _BID, _pick_cancel_walk(book, i, p.theta, _BID, flow.last_ask[i],
+                                                                  x / per_order, agent_bid))
+            elif x < o_bid + o_ask:
+                _cancel_call(book, i, flow, t, _ASK, _pick_cancel_walk(book, i, p.theta, _ASK, flow.last_bid[i],
+                                                                  (x - o_bid) / per_order, agent_ask))
+            else:
+                if x < o_bid + o_ask + jump_rate:
+                    _jump(p, flow, rng, i)
+                continue
+            applied += 1
+            continue
         for e in range(N_EVENT_TYPES):
             flow.excite[i, e] += p.hawkes_alpha[e, event]
         if event == EVENT_LIMIT_BID:
-            d = _pick_distance(p, BID, uniform(rng, i, STREAM_MARKET) * p.lam_cum[BID, n_levels - 1])
-            _limit(book, i, flow, p, fills, t, BID, flow.last_ask[i] - d)
+            d = _pick_distance(p, _BID, uniform(rng, i, STREAM_MARKET) * p.lam_cum[_BID, n_levels - 1])
+            _limit_call(book, i, flow, fills, t, _BID, flow.last_ask[i] - d, p.size)
         elif event == EVENT_LIMIT_ASK:
-            d = _pick_distance(p, ASK, uniform(rng, i, STREAM_MARKET) * p.lam_cum[ASK, n_levels - 1])
-            _limit(book, i, flow, p, fills, t, ASK, flow.last_bid[i] + d)
+            d = _pick_distance(p, _ASK, uniform(rng, i, STREAM_MARKET) * p.lam_cum[_ASK, n_levels - 1])
+            _limit_call(book, i, flow, fills, t, _ASK, flow.last_bid[i] + d, p.size)
         elif event == EVENT_MARKET_BUY:
-            _market(book, i, flow, p, fills, t, BID)
+            _market_call(book, i, flow, fills, t, _BID, p.size)
         elif event == EVENT_MARKET_SELL:
-            _market(book, i, flow, p, fills, t, ASK)
+            _market_call(book, i, flow, fills, t, _ASK, p.size)
         elif event == EVENT_CANCEL_BID:
-            if not _hawkes_cancel(book, i, flow, p, rng, t, BID, agent_bid):
+            if not _hawkes_cancel(book, i, flow, p.theta, rng, t, _BID, agent_bid):
                 continue
-        elif not _hawkes_cancel(book, i, flow, p, rng, t, ASK, agent_ask):
+        elif not _hawkes_cancel(book, i, flow, p.theta, rng, t, _ASK, agent_ask):
             continue
         applied += 1
     flow.t[i] = t_end
@@ -780,7 +902,7 @@ def _advance_hawkes(book, i, flow, p, rng, fills, t_end, agent_bid, agent_ask):
 @inline
 def _qr_anchor(book, i, flow, side):
     """Price of level 1 of ``side``: its best quote, else its last one (kept off the other side)."""
-    if side == BID:
+    if side == _BID:
         if book.meta[i, M_BEST_BID] != NO_BID:
             return book.meta[i, M_BEST_BID]
         ask = book.meta[i, M_BEST_ASK]
@@ -798,24 +920,24 @@ def _qr_queue(book, i, p, side, price):
     return min((lots + p.size - 1) // p.size, p.qr_insert.shape[2] - 1)
 
 
-@inline
+@kernel
 def _qr_far_count(book, i, side, anchor, n_levels, agent):
     """Cancellable orders of ``side`` beyond level K."""
     near = 0
     if not agent:
         for k in range(n_levels):
-            near += level_count(book, i, side, anchor - k if side == BID else anchor + k)
-    ref = anchor + 1 if side == BID else anchor - 1  # distance > K from ref <=> beyond level K
+            near += level_count(book, i, side, anchor - k if side == _BID else anchor + k)
+    ref = anchor + 1 if side == _BID else anchor - 1  # distance > K from ref <=> beyond level K
     return _far_count(book, i, side, ref, n_levels, near, agent)
 
 
-@inline
+@kernel
 def _qr_side_rate(book, i, p, side, anchor, agent):
     """Total insertion and cancellation intensity of ``side``'s K levels, and the cancellation part."""
     rate = 0.0
     cancels = 0.0
     for k in range(p.qr_insert.shape[1]):
-        price = anchor - k if side == BID else anchor + k
+        price = anchor - k if side == _BID else anchor + k
         q = _qr_queue(book, i, p, side, price)
         rate += p.qr_insert[side, k, q]
         if q > 0 and _cancellable_at(book, i, side, price, agent) > 0:
@@ -828,11 +950,11 @@ def _qr_side_pick(book, i, flow, p, rng, fills, t, side, anchor, agent, x):
     """Apply the insertion or cancellation of ``side``'s levels selected by ``x``; returns the
     residual ``x`` (>= 0: not on this side) or -1.0 once an event was applied."""
     for k in range(p.qr_insert.shape[1]):
-        price = anchor - k if side == BID else anchor + k
+        price = anchor - k if side == _BID else anchor + k
         q = _qr_queue(book, i, p, side, price)
         rate = p.qr_insert[side, k, q]
         if x < rate:
-            _limit(book, i, flow, p, fills, t, side, price)
+            _limit_call(book, i, flow, fills, t, side, price, p.size)
             return -1.0
         x -= rate
         if q > 0:
@@ -841,7 +963,7 @@ def _qr_side_pick(book, i, flow, p, rng, fills, t, side, anchor, agent, x):
                 rate = p.qr_cancel[side, k, q]
                 if x < rate:
                     j = min(int(uniform(rng, i, STREAM_MARKET) * n), n - 1)
-                    _cancel_event(book, i, flow, t, side, _kth_background_at(book, i, side, price, j))
+                    _cancel_call(book, i, flow, t, side, _kth_background_at(book, i, side, price, j))
                     return -1.0
                 x -= rate
     return x
@@ -849,18 +971,19 @@ def _qr_side_pick(book, i, flow, p, rng, fills, t, side, anchor, agent, x):
 
 @kernel
 def _advance_qr(book, i, flow, p, rng, fills, t_end, agent_bid, agent_ask):
+    """:func:`advance_one` for FLOW_QUEUE_REACTIVE (Gillespie next-event loop)."""
     n_levels = p.qr_insert.shape[1]
     jump_rate = p.informed_rate if p.informed else 0.0
     t = flow.t[i]
     applied = 0
     while True:
         _refresh_refs(book, i, flow)
-        a_bid = _qr_anchor(book, i, flow, BID)
-        a_ask = _qr_anchor(book, i, flow, ASK)
-        r_bid, c_bid = _qr_side_rate(book, i, p, BID, a_bid, agent_bid)
-        r_ask, c_ask = _qr_side_rate(book, i, p, ASK, a_ask, agent_ask)
-        m_buy = p.qr_market[ASK, _qr_queue(book, i, p, ASK, a_ask)]  # buy market orders eat the ask queue
-        m_sell = p.qr_market[BID, _qr_queue(book, i, p, BID, a_bid)]
+        a_bid = _qr_anchor(book, i, flow, _BID)
+        a_ask = _qr_anchor(book, i, flow, _ASK)
+        r_bid, c_bid = _qr_side_rate(book, i, p, _BID, a_bid, agent_bid)
+        r_ask, c_ask = _qr_side_rate(book, i, p, _ASK, a_ask, agent_ask)
+        m_buy = p.qr_market[_ASK, _qr_queue(book, i, p, _ASK, a_ask)]  # buy market orders eat the ask queue
+        m_sell = p.qr_market[_BID, _qr_queue(book, i, p, _BID, a_bid)]
         if p.informed:
             both = m_buy + m_sell
             m_buy = both * _buy_share(p, flow, i)
@@ -868,10 +991,10 @@ def _advance_qr(book, i, flow, p, rng, fills, t_end, agent_bid, agent_ask):
         gap = 0
         if book.meta[i, M_BEST_BID] != NO_BID and book.meta[i, M_BEST_ASK] != NO_ASK:
             gap = book.meta[i, M_BEST_ASK] - book.meta[i, M_BEST_BID] - 1  # free ticks inside the spread
-        in_bid = p.qr_inside[BID] if gap > 0 else 0.0
-        in_ask = p.qr_inside[ASK] if gap > 0 else 0.0
-        far_bid = p.qr_far_cancel[BID] * _qr_far_count(book, i, BID, a_bid, n_levels, agent_bid)
-        far_ask = p.qr_far_cancel[ASK] * _qr_far_count(book, i, ASK, a_ask, n_levels, agent_ask)
+        in_bid = p.qr_inside[_BID] if gap > 0 else 0.0
+        in_ask = p.qr_inside[_ASK] if gap > 0 else 0.0
+        far_bid = p.qr_far_cancel[_BID] * _qr_far_count(book, i, _BID, a_bid, n_levels, agent_bid)
+        far_ask = p.qr_far_cancel[_ASK] * _qr_far_count(book, i, _ASK, a_ask, n_levels, agent_ask)
         c_all = c_bid + c_ask + far_bid + far_ask
         total = r_bid + r_ask + m_buy + m_sell + in_bid + in_ask + far_bid + far_ask + jump_rate
         if total <= 0.0:
@@ -884,28 +1007,28 @@ def _advance_qr(book, i, flow, p, rng, fills, t_end, agent_bid, agent_ask):
         t += wait
         x = uniform(rng, i, STREAM_MARKET) * total
         if x < r_bid:
-            x = _qr_side_pick(book, i, flow, p, rng, fills, t, BID, a_bid, agent_bid, x)
+            x = _qr_side_pick(book, i, flow, p, rng, fills, t, _BID, a_bid, agent_bid, x)
             if x >= 0.0:  # float rounding past the side's last rate: nothing happens
                 continue
         elif x < r_bid + r_ask:
-            x = _qr_side_pick(book, i, flow, p, rng, fills, t, ASK, a_ask, agent_ask, x - r_bid)
+            x = _qr_side_pick(book, i, flow, p, rng, fills, t, _ASK, a_ask, agent_ask, x - r_bid)
             if x >= 0.0:
                 continue
         else:
             x -= r_bid + r_ask
             if x < m_buy:
-                _market(book, i, flow, p, fills, t, BID)
+                _market_call(book, i, flow, fills, t, _BID, p.size)
             elif x < m_buy + m_sell:
-                _market(book, i, flow, p, fills, t, ASK)
+                _market_call(book, i, flow, fills, t, _ASK, p.size)
             elif x < m_buy + m_sell + in_bid + in_ask:
                 price = book.meta[i, M_BEST_BID] + 1 + min(int(uniform(rng, i, STREAM_MARKET) * gap), gap - 1)
-                _limit(book, i, flow, p, fills, t, BID if x < m_buy + m_sell + in_bid else ASK, price)
+                _limit_call(book, i, flow, fills, t, _BID if x < m_buy + m_sell + in_bid else _ASK, price, p.size)
             elif x < m_buy + m_sell + in_bid + in_ask + far_bid:
-                k = int((x - (m_buy + m_sell + in_bid + in_ask)) / p.qr_far_cancel[BID])
-                _cancel_event(book, i, flow, t, BID, _pick_far(book, i, BID, a_bid + 1, n_levels, k, agent_bid))
+                k = int((x - (m_buy + m_sell + in_bid + in_ask)) / p.qr_far_cancel[_BID])
+                _cancel_call(book, i, flow, t, _BID, _pick_far(book, i, _BID, a_bid + 1, n_levels, k, agent_bid))
             elif x < m_buy + m_sell + in_bid + in_ask + far_bid + far_ask:
-                k = int((x - (m_buy + m_sell + in_bid + in_ask + far_bid)) / p.qr_far_cancel[ASK])
-                _cancel_event(book, i, flow, t, ASK, _pick_far(book, i, ASK, a_ask - 1, n_levels, k, agent_ask))
+                k = int((x - (m_buy + m_sell + in_bid + in_ask + far_bid)) / p.qr_far_cancel[_ASK])
+                _cancel_call(book, i, flow, t, _ASK, _pick_far(book, i, _ASK, a_ask - 1, n_levels, k, agent_ask))
             else:  # the fundamental jumps (or float rounding fell past the last rate: nothing happens)
                 if jump_rate > 0.0:
                     _jump(p, flow, rng, i)
@@ -951,8 +1074,8 @@ def seed_book(book, flow, fills, i, mid_tick, depth, per_level, size):
     reset_book(book, i, mid_tick - book.levels.shape[1] // 2)
     for d in range(depth):
         for _ in range(per_level):
-            add_limit(book, i, BID, mid_tick - 1 - d, size, OWNER_BACKGROUND, fills)
-            add_limit(book, i, ASK, mid_tick + d, size, OWNER_BACKGROUND, fills)
+            add_limit(book, i, _BID, mid_tick - 1 - d, size, OWNER_BACKGROUND, fills)
+            add_limit(book, i, _ASK, mid_tick + d, size, OWNER_BACKGROUND, fills)
     flow.events[i, :] = 0
     flow.skipped[i, :] = 0
     flow.excite[i, :] = 0.0
