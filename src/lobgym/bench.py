@@ -125,7 +125,16 @@ def _bare_flow(rng, n_events, acc):
         acc[i] += x
 
 
+def _bare_flow_prange(rng, n_events, acc):
+    for i in numba.prange(rng.shape[0]):
+        x = 0.0
+        for _ in range(n_events[i]):
+            x += -math.log(1.0 - uniform(rng, i, STREAM_MARKET)) + uniform(rng, i, STREAM_MARKET)
+        acc[i] += x
+
+
 _bare_flow_kernel = kernel(_bare_flow)
+_bare_flow_parallel = parallel_kernel(_bare_flow_prange)
 
 
 def bench_book_flow(n_books: int = 100, seconds_simulated: float = 200.0) -> dict:
@@ -189,9 +198,10 @@ def bench_book_env(cfg: BookEnvConfig, n_envs: int, min_seconds: float) -> Bench
     seed_rng(rng, np.arange(n_envs, dtype=np.uint64))
     acc = np.zeros(n_envs)
     draws = np.full(n_envs, int(round(per_env_step)) + 1)  # + 1: the two latency uniforms
+    bare_kernel = _bare_flow_parallel if venv.sim.parallel else _bare_flow_kernel  # the env's threading
 
     def bare_step():
-        _bare_flow_kernel(rng, draws, acc)
+        bare_kernel(rng, draws, acc)
 
     what = f"order-book VecEnv.step ({cfg.market.flow.model} flow)"
     return BenchRow(what, n_envs, rate, _rate(bare_step, n_envs, min_seconds), events_per_step=per_env_step)

@@ -145,7 +145,8 @@ def bench(
                       f"{bf['memory_1000_books_200_levels_1024_orders_bytes'] / 2**20:,.0f} MiB")
     if "book_env" in result:
         be = result["book_env"]
-        console.print(f"order-book env cst2010, {be['n_envs']} books, one core: {be['steps_per_s']:,.0f} env-steps/s, "
+        console.print(f"order-book env cst2010, {be['n_envs']} books, {result['threads']} threads: "
+                      f"{be['steps_per_s']:,.0f} env-steps/s, "
                       f"{be['steps_per_s'] * be['events_per_step']:,.0f} background events/s "
                       f"({be['events_per_step']:.1f} per step; bare loop of the same draws: "
                       f"{be['bare_steps_per_s']:,.0f} steps/s, ratio {be['ratio_to_bare']:.0%})")
