@@ -28,6 +28,19 @@ def test_env_yaml_example_builds_and_steps():
     assert np.isfinite(reward) and env.observation_space.contains(obs)
 
 
+def test_book_yaml_example_builds_and_steps():
+    (example,) = [b for b in _blocks("yaml") if "kind: book" in b]
+    cfg = yaml.safe_load(example)
+    cfg["market"].update({"horizon": 5, "warmup": 5})  # keep the test short; the rest as written
+    env = gym.make(lobgym.ENV_ID, config=cfg)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (2 + 1 + 2 * 5 + 1 + 5 + 2,)
+    for _ in range(5):
+        obs, reward, terminated, _, info = env.step(env.action_space.sample())
+        assert np.isfinite(reward) and env.observation_space.contains(obs)
+    assert terminated and set(info["reward_terms"]) == {"pnl", "fees", "adverse_selection"}
+
+
 def test_exactly_two_setup_commands_and_the_test_command_is_marked():
     setup = README.split("## Set up", 1)[1].split("\n## ", 1)[0]
     commands = _blocks_in(setup)
