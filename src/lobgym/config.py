@@ -198,6 +198,13 @@ class BookMarket(_Strict):
 
 
 # ------------------------------------------------------------------------------- actions, obs, reward
+def _unique_features(v: list[str]) -> list[str]:
+    dupes = sorted({f for f in v if v.count(f) > 1})
+    if dupes:
+        raise ValueError(f"features {dupes} listed twice; each feature may appear once")
+    return v
+
+
 class SizesConfig(_Strict):
     max_size: int = Field(gt=0, description="largest quote size in lots")
 
@@ -215,13 +222,7 @@ class ObservationConfig(_Strict):
     features: list[FeatureName] = Field(default_factory=lambda: ["inventory", "time_left"], min_length=1)
     inventory_scale: float = Field(10.0, gt=0, description="inventory divisor when no limit is set")
 
-    @field_validator("features")
-    @classmethod
-    def _unique(cls, v: list[str]) -> list[str]:
-        dupes = sorted({f for f in v if v.count(f) > 1})
-        if dupes:
-            raise ValueError(f"features {dupes} listed twice; each feature may appear once")
-        return v
+    _unique = field_validator("features")(classmethod(lambda cls, v: _unique_features(v)))
 
 
 class RewardTermConfig(_Strict):
@@ -275,13 +276,7 @@ class BookObservationConfig(_Strict):
     return_scale: float = Field(5.0, gt=0, description="ticks of mid move that map to 1.0 in the returns feature")
     inventory_scale: float = Field(10.0, gt=0, description="inventory divisor when no limit is set")
 
-    @field_validator("features")
-    @classmethod
-    def _unique(cls, v: list[str]) -> list[str]:
-        dupes = sorted({f for f in v if v.count(f) > 1})
-        if dupes:
-            raise ValueError(f"features {dupes} listed twice; each feature may appear once")
-        return v
+    _unique = field_validator("features")(classmethod(lambda cls, v: _unique_features(v)))
 
 
 class BookEnvConfig(_Strict):

@@ -25,8 +25,6 @@ their rates per second of one book. :func:`plot_stylised_facts` draws them in on
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ import numpy as np
 import yaml
 
 from lobgym.config import BookEnvConfig, BookMarket, ConfigError, load_env_config
+from lobgym.io import write_atomic
 
 #: Horizons (seconds) of the volatility / signature plot; those longer than half the run are skipped.
 DEFAULT_HORIZONS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
@@ -495,19 +494,7 @@ def plot_stylised_facts(facts: dict, path: str | Path) -> Path:
         a.legend(lines, [x.get_label() for x in lines], fontsize=8, loc="lower left")
     a.set(title="signature plot", xlabel="horizon h (s)", ylabel="ticks / sqrt(s)")
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=110)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
 
 
 def _num(x: float | None, digits: int = 2) -> str:
