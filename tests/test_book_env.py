@@ -344,3 +344,16 @@ def test_serial_and_parallel_kernels_give_identical_episodes():
         runs.append(trace)
     for a, b in zip(*runs, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_tiny_ppo_and_sac_train_on_the_book_env():
+    import torch
+    from stable_baselines3 import PPO, SAC
+
+    torch.set_num_threads(1)
+    venv = lobgym.make_vec_env(small(horizon=10, warmup=10), 2, seed=0)
+    ppo = PPO("MlpPolicy", venv, n_steps=32, batch_size=64, n_epochs=1, seed=0, device="cpu").learn(64)
+    sac = SAC("MlpPolicy", venv, learning_starts=16, batch_size=16, seed=0, device="cpu").learn(48)
+    assert ppo.num_timesteps == 64 and sac.num_timesteps == 48
+    actions, _ = ppo.predict(venv.reset(), deterministic=True)
+    assert actions.shape == (2, 4) and venv.action_space.contains(actions[0])
