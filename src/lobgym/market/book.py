@@ -454,7 +454,9 @@ def add_limit(book, i, side, price, qty, owner, fills):
     seq = meta[i, M_NEXT_SEQ]
     meta[i, M_NEXT_SEQ] = seq + 1
     meta[i, M_N_LIMIT] += 1
-    left = qty - _execute(book, i, side, price, qty, owner, fills)
+    left = qty
+    if price >= meta[i, M_BEST_ASK] if side == BID else price <= meta[i, M_BEST_BID]:  # marketable (skip the call)
+        left -= _execute(book, i, side, price, qty, owner, fills)
     if left <= 0:
         return NO_ORDER
     if meta[i, M_FREE_TOP] == 0:

@@ -58,7 +58,7 @@ from lobgym.market.book import (
     reduce,
 )
 from lobgym.market.constants import ASK, BID, STREAM_FILLS, STREAM_MARKET
-from lobgym.market.flow import advance_one, seed_book
+from lobgym.market.flow import advance_one, advance_one_ids, seed_book
 from lobgym.market.rng import uniform
 
 DELAY_CONSTANT = 0
@@ -312,9 +312,8 @@ def _send_entries(st, stats, p, i, plan_bid, plan_ask, bid_px, ask_px, bid_lots,
 @kernel
 def _run_flow(st, p, rng, i, t_end, pending_bid, pending_ask):
     """Flow of book ``i`` up to ``t_end``; ``pending_*``: an old agent order may still rest there."""
-    bid = np.int64(st.order[i, BID] != NO_ORDER or pending_bid != NO_ORDER)
-    ask = np.int64(st.order[i, ASK] != NO_ORDER or pending_ask != NO_ORDER)
-    return advance_one(st.book, i, st.flow, p.flow, rng, st.fills, t_end, bid, ask)
+    return advance_one_ids(st.book, i, st.flow, p.flow, rng, st.fills, t_end, st.order[i, BID], pending_bid,
+                           st.order[i, ASK], pending_ask)
 
 
 # ------------------------------------------------------------------------------------------ step

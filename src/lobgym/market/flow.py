@@ -103,6 +103,7 @@ from lobgym.market.book import (
     M_RESTING,
     NO_ASK,
     NO_BID,
+    NO_ORDER,
     NO_SLOT,
     O_NEXT,
     O_OWNER,
@@ -118,6 +119,7 @@ from lobgym.market.book import (
     level_qty,
     market_order,
     order_id,
+    order_slot,
     reset_book,
 )
 from lobgym.market.constants import ASK, BID, STREAM_MARKET
@@ -127,6 +129,7 @@ from lobgym.market.rng import normal, uniform
 # function as a literal, and compiles that function once per literal (twice or thrice as long).
 _BID = np.int64(BID)
 _ASK = np.int64(ASK)
+_NO_ORDER = np.int64(NO_ORDER)
 
 # Flow models (FlowParams.model).
 FLOW_CST = 0  #: Cont, Stoikov & Talreja (2010) zero-intelligence flow
@@ -541,6 +544,12 @@ def _pick_far(book, i, side, ref, levels, k, agent):
             if k < n:
                 return _kth_background_at(book, i, side, price, k)
             k -= n
+    return _pick_parked_far(book, i, side, ref, levels, k)
+
+
+@inline
+def _pick_parked_far(book, i, side, ref, levels, k):
+    """The parked part of :func:`_pick_far`: the ``k``-th parked background order beyond ``levels``."""
     last = NO_SLOT
     s = book.meta[i, M_PARK_HEAD]
     while s != NO_SLOT:
@@ -553,6 +562,90 @@ def _pick_far(book, i, side, ref, levels, k, agent):
                 k -= 1
         s = book.orders[i, s, O_NEXT]
     return last
+
+
+# Known agent orders. The env knows the ids of the agent's orders that may rest on a side (at most
+# two: the current one and an old one whose cancel is still on its way), so instead of walking the
+# queues to skip them, the CST path counts every order from the level arrays and subtracts the
+# agent's: the same counts, so the same intensities and choices bit for bit.
+_NOWHERE = np.iinfo(np.int64).min  #: price of an agent order that does not rest on the side
+
+
+@inline
+def _agent_price(book, i, oid, side):
+    """Price of the agent's order ``oid`` if it rests on ``side`` (window or parked), else _NOWHERE."""
+    slot = order_slot(book, i, oid)
+    if slot == NO_SLOT or book.orders[i, slot, O_SIDE] != side:
+        return _NOWHERE
+    return book.orders[i, slot, O_PRICE]
+
+
+@inline
+def _agent_prices(book, i, side, a0, a1):
+    """Prices of the agent's orders ``a0``, ``a1`` resting on ``side`` (_NOWHERE: none; ``a1`` is
+    ignored if it is ``a0``) and how many of them rest."""
+    p0 = _agent_price(book, i, a0, side)
+    p1 = _agent_price(book, i, a1, side) if a1 != a0 else _NOWHERE
+    return p0, p1, np.int64(p0 != _NOWHERE) + np.int64(p1 != _NOWHERE)
+
+
+@kernel
+def _cancel_rate_ids(book, i, theta, side, ref, a0, a1):
+    """:func:`_cancel_rate` when the agent's orders on ``side`` are among the ids ``a0``, ``a1``.
+
+    Every order of ``side`` lies at a distance >= 1 from ``ref`` but the agent's (which the flow
+    never cancels), so the background orders beyond D are all resting ones but the agent's and the
+    near ones, as in the fast path."""
+    levels = theta.shape[1] - 1
+    j = ref - book.meta[i, M_BASE]
+    lo = j - levels if side == _BID else j + 1
+    window = lo >= 0 and lo + levels <= book.levels.shape[1]
+    p0, p1, n_agent = _agent_prices(book, i, side, a0, a1)
+    rate = 0.0
+    near = 0
+    for d in range(1, levels + 1):
+        price = ref - d if side == _BID else ref + d
+        if window:  # every price strictly on side's side of the opposite best holds orders of side only
+            n = book.levels[i, j - d if side == _BID else j + d, LV_COUNT]
+        else:
+            n = level_count(book, i, side, price)
+        n -= np.int64(price == p0) + np.int64(price == p1)
+        near += n
+        rate += theta[side, d - 1] * n
+    far = book.meta[i, M_RESTING + side] - n_agent - near
+    return rate + theta[side, levels] * far
+
+
+@kernel
+def _pick_cancel_ids(book, i, theta, side, ref, x, a0, a1):
+    """:func:`_pick_cancel` when the agent's orders on ``side`` are among the ids ``a0``, ``a1``."""
+    levels = theta.shape[1] - 1
+    p0, p1, _ = _agent_prices(book, i, side, a0, a1)
+    for d in range(1, levels + 1):
+        price = ref - d if side == _BID else ref + d
+        w = theta[side, d - 1]
+        if w <= 0.0:
+            continue
+        n = level_count(book, i, side, price) - np.int64(price == p0) - np.int64(price == p1)
+        if x < w * n:
+            return _kth_background_at(book, i, side, price, int(x / w))
+        x -= w * n
+    w = theta[side, levels]
+    k = int(x / w) if w > 0.0 else 0
+    lo, hi = _far_prices(book, i, side, ref, levels)
+    if side == _BID:
+        for price in range(hi, lo - 1, -1):
+            n = level_count(book, i, side, price) - np.int64(price == p0) - np.int64(price == p1)
+            if k < n:
+                return _kth_background_at(book, i, side, price, k)
+            k -= n
+    else:
+        for price in range(lo, hi + 1):
+            n = level_count(book, i, side, price) - np.int64(price == p0) - np.int64(price == p1)
+            if k < n:
+                return _kth_background_at(book, i, side, price, k)
+            k -= n
+    return _pick_parked_far(book, i, side, ref, levels, k)
 
 
 @inline
@@ -706,13 +799,17 @@ def _cancel_call(book, i, flow, t, side, slot):
 
 # ------------------------------------------------------------------------------------------------- CST
 @kernel
-def _advance_cst(book, i, flow, p, rng, fills, t_end, agent_bid, agent_ask):
-    """:func:`advance_one` for FLOW_CST (Gillespie next-event loop); ``agent_*`` are booleans."""
+def _advance_cst(book, i, flow, p, rng, fills, t_end, agent_bid, agent_ask, bid0, bid1, ask0, ask1):
+    """:func:`advance_one` for FLOW_CST (Gillespie next-event loop); ``agent_*`` are booleans (the agent
+    may have any orders on that side: walk the queues); else the agent's orders on a side are among
+    the ids ``bid0, bid1`` / ``ask0, ask1`` (NO_ORDER: none)."""
     n_levels = p.lam.shape[1]
     lam_bid = p.lam_cum[_BID, n_levels - 1]
     lam_ask = p.lam_cum[_ASK, n_levels - 1]
     informed = p.informed
     jump_rate = p.informed_rate if informed else 0.0
+    ids_bid = not agent_bid and (bid0 != NO_ORDER or bid1 != NO_ORDER)
+    ids_ask = not agent_ask and (ask0 != NO_ORDER or ask1 != NO_ORDER)
     t = flow.t[i]
     applied = 0
     # A side's cancellation intensity changes only when its order count or its reference (the
@@ -729,11 +826,17 @@ def _advance_cst(book, i, flow, p, rng, fills, t_end, agent_bid, agent_ask):
         ref_ask = flow.last_ask[i]  # bids are placed and cancelled relative to the best ask
         ref_bid = flow.last_bid[i]
         if book.meta[i, M_RESTING + _BID] != seen_bid or ref_ask != seen_ref_ask:
-            c_bid = _cancel_rate(book, i, p.theta, _BID, ref_ask, agent_bid)
+            if ids_bid:
+                c_bid = _cancel_rate_ids(book, i, p.theta, _BID, ref_ask, bid0, bid1)
+            else:
+                c_bid = _cancel_rate(book, i, p.theta, _BID, ref_ask, agent_bid)
             seen_bid = book.meta[i, M_RESTING + _BID]
             seen_ref_ask = ref_ask
         if book.meta[i, M_RESTING + _ASK] != seen_ask or ref_bid != seen_ref_bid:
-            c_ask = _cancel_rate(book, i, p.theta, _ASK, ref_bid, agent_ask)
+            if ids_ask:
+                c_ask = _cancel_rate_ids(book, i, p.theta, _ASK, ref_bid, ask0, ask1)
+            else:
+                c_ask = _cancel_rate(book, i, p.theta, _ASK, ref_bid, agent_ask)
             seen_ask = book.meta[i, M_RESTING + _ASK]
             seen_ref_bid = ref_bid
         if informed:
@@ -763,11 +866,18 @@ def _advance_cst(book, i, flow, p, rng, fills, t_end, agent_bid, agent_ask):
         elif x < lam_bid + lam_ask + mu_buy + mu_sell:
             _market(book, i, flow, fills, t, _ASK, p.size)
         elif x < lam_bid + lam_ask + mu_buy + mu_sell + c_bid:
-            slot = _pick_cancel(book, i, p.theta, _BID, ref_ask, x - (lam_bid + lam_ask + mu_buy + mu_sell), agent_bid)
+            x -= lam_bid + lam_ask + mu_buy + mu_sell
+            if ids_bid:
+                slot = _pick_cancel_ids(book, i, p.theta, _BID, ref_ask, x, bid0, bid1)
+            else:
+                slot = _pick_cancel(book, i, p.theta, _BID, ref_ask, x, agent_bid)
             _cancel_event(book, i, flow, t, _BID, slot)
         elif not informed or x < book_total:
-            slot = _pick_cancel(book, i, p.theta, _ASK, ref_bid, x - (lam_bid + lam_ask + mu_buy + mu_sell + c_bid),
-                                agent_ask)
+            x -= lam_bid + lam_ask + mu_buy + mu_sell + c_bid
+            if ids_ask:
+                slot = _pick_cancel_ids(book, i, p.theta, _ASK, ref_bid, x, ask0, ask1)
+            else:
+                slot = _pick_cancel(book, i, p.theta, _ASK, ref_bid, x, agent_ask)
             _cancel_event(book, i, flow, t, _ASK, slot)
         else:
             _jump(p, flow, rng, i)
@@ -1050,7 +1160,20 @@ def advance_one(book, i, flow, p, rng, fills, t_end, agent_bid_lots, agent_ask_l
         return _advance_hawkes(book, i, flow, p, rng, fills, t_end, agent_bid_lots > 0, agent_ask_lots > 0)
     if p.model == FLOW_QUEUE_REACTIVE:
         return _advance_qr(book, i, flow, p, rng, fills, t_end, agent_bid_lots > 0, agent_ask_lots > 0)
-    return _advance_cst(book, i, flow, p, rng, fills, t_end, agent_bid_lots > 0, agent_ask_lots > 0)
+    return _advance_cst(book, i, flow, p, rng, fills, t_end, agent_bid_lots > 0, agent_ask_lots > 0, _NO_ORDER,
+                        _NO_ORDER, _NO_ORDER, _NO_ORDER)
+
+
+@kernel
+def advance_one_ids(book, i, flow, p, rng, fills, t_end, bid0, bid1, ask0, ask1):
+    """:func:`advance_one` for a caller that knows the agent's orders: on each side they are among
+    the ids ``bid0, bid1`` / ``ask0, ask1`` (NO_ORDER: none). Same result, but the CST flow counts
+    the background orders from the level arrays instead of walking the queues."""
+    if p.model == FLOW_CST:
+        return _advance_cst(book, i, flow, p, rng, fills, t_end, False, False, bid0, bid1, ask0, ask1)
+    bid = np.int64(bid0 != NO_ORDER or bid1 != NO_ORDER)
+    ask = np.int64(ask0 != NO_ORDER or ask1 != NO_ORDER)
+    return advance_one(book, i, flow, p, rng, fills, t_end, bid, ask)
 
 
 @kernel
