@@ -51,3 +51,11 @@ def test_exactly_two_setup_commands_and_the_test_command_is_marked():
 
 def _blocks_in(text: str) -> list[str]:
     return re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+
+
+def test_lr_controller_example_runs():
+    (example,) = [b for b in _blocks("python") if "LRController" in b]
+    example = example.replace("100_000", "256").replace("16, seed", "2, seed")  # a tiny budget, as written otherwise
+    namespace: dict = {"lobgym": lobgym}
+    exec(example, namespace)
+    assert namespace["model"].num_timesteps >= 256

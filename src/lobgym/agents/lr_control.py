@@ -1,0 +1,350 @@
+"""Learning-rate controllers driven by measured training performance, for stable-baselines3.
+
+SB3 sets every optimizer's learning rate from ``lr_schedule(progress_remaining)`` at the start of
+each ``train()``, so a callback that edits ``param_groups`` is silently overwritten. A
+:class:`LRController` is therefore passed *as* the ``learning_rate``: its ``__call__`` is a pure
+function of the progress and of the controller's state, and a thin callback feeds it measured
+signals through :meth:`LRController.observe`. The next ``train()`` then uses the new rate in every
+param group. The controller is picklable, so it is saved with the model (SB3 pickles
+``lr_schedule``) and :meth:`state_dict` / :meth:`load_state_dict` expose its state.
+
+The effective rate is ``clamp(base(progress) * multiplier, lr_min, lr_max)``: a time-based base
+(:class:`Constant`, :class:`Linear`, :class:`CosineWarmup`, :class:`Cyclic`) times an adaptive
+multiplier that the rules move. Each rule reacts to one named signal:
+
+* :class:`KLTarget` (``approx_kl``): multiplier / ``factor`` when KL > target * band, * ``factor``
+  when KL < target / band.
+* :class:`Plateau` (an evaluation metric): reduce-only, the semantics of torch's
+  ``ReduceLROnPlateau`` with ``threshold_mode="abs"`` (so negative PnL behaves): a value is better
+  if it beats the best by more than ``threshold`` (above it in ``max`` mode, below in ``min``);
+  after more than ``patience`` non-improving values the multiplier is multiplied by ``factor``,
+  then ``cooldown`` values are ignored.
+* :class:`BoldDriver` (a training return): exponential smoothing ``s = smoothing * s + (1 -
+  smoothing) * x``; the multiplier grows by ``grow`` when ``s`` rises and is cut by ``cut`` when it
+  falls by more than ``tolerance``.
+* :class:`DivergenceGuard` (losses, KL): a non-finite value, or one above ``max_ratio`` times the
+  running mean of its magnitude, cuts the multiplier by ``cut`` at once and blocks every increase
+  (from any rule) for the next ``cooldown`` observations of that signal.
+
+The multiplier stays within ``[multiplier_min, multiplier_max]``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+# ------------------------------------------------------------------------------------ time bases
+@dataclass
+class Constant:
+    lr: float
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.lr
+
+
+@dataclass
+class Linear:
+    """From ``start`` at the beginning of training to ``end`` at the end."""
+
+    start: float
+    end: float
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.end + (self.start - self.end) * progress_remaining
+
+
+@dataclass
+class CosineWarmup:
+    """Linear warm-up from 0 over the first ``warmup`` fraction, then cosine decay to ``end``."""
+
+    peak: float
+    end: float = 0.0
+    warmup: float = 0.0
+
+    def __call__(self, progress_remaining: float) -> float:
+        done = 1.0 - progress_remaining
+        if done < self.warmup:
+            return self.peak * done / self.warmup
+        frac = (done - self.warmup) / (1.0 - self.warmup) if self.warmup < 1.0 else 1.0
+        return self.end + 0.5 * (self.peak - self.end) * (1.0 + math.cos(math.pi * min(frac, 1.0)))
+
+
+@dataclass
+class Cyclic:
+    """Triangular cycles between ``low`` and ``high``, ``cycles`` of them over training."""
+
+    low: float
+    high: float
+    cycles: float = 4.0
+
+    def __call__(self, progress_remaining: float) -> float:
+        phase = ((1.0 - progress_remaining) * self.cycles) % 1.0
+        return self.low + (self.high - self.low) * (1.0 - abs(2.0 * phase - 1.0))
+
+
+BASES = {"constant": Constant, "linear": Linear, "cosine": CosineWarmup, "cyclic": Cyclic}
+
+
+# ------------------------------------------------------------------------------------------ rules
+@dataclass
+class Rule:
+    """A rule reacts to observations of ``signal`` with a factor for the multiplier (1 = no change)."""
+
+    signal: str
+
+    def update(self, value: float) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+@dataclass
+class KLTarget(Rule):
+    signal: str = "approx_kl"
+    target: float = 0.01
+    band: float = 1.5
+    factor: float = 1.5
+
+    def update(self, value: float) -> float:
+        if not math.isfinite(value):
+            return 1.0  # the divergence guard handles these
+        if value > self.target * self.band:
+            return 1.0 / self.factor
+        if value < self.target / self.band:
+            return self.factor
+        return 1.0
+
+
+@dataclass
+class Plateau(Rule):
+    signal: str = "eval_return"
+    mode: str = "max"
+    patience: int = 3
+    cooldown: int = 0
+    threshold: float = 0.0
+    factor: float = 0.5
+    best: float | None = None
+    num_bad: int = 0
+    cooldown_counter: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"mode = {self.mode!r}: allowed: 'min', 'max'")
+        if not 0.0 < self.factor < 1.0:
+            raise ValueError(f"factor = {self.factor}: must be in (0, 1) (the plateau rule only reduces)")
+
+    def _better(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        if self.mode == "max":
+            return value > self.best + self.threshold
+        return value < self.best - self.threshold
+
+    def update(self, value: float) -> float:
+        if not math.isfinite(value):
+            return 1.0
+        if self._better(value):
+            self.best = value
+            self.num_bad = 0
+        else:
+            self.num_bad += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad = 0
+        if self.num_bad > self.patience:
+            self.cooldown_counter = self.cooldown
+            self.num_bad = 0
+            return self.factor
+        return 1.0
+
+
+@dataclass
+class BoldDriver(Rule):
+    signal: str = "train_return"
+    smoothing: float = 0.9
+    grow: float = 1.05
+    cut: float = 0.5
+    tolerance: float = 0.0
+    smoothed: float | None = None
+
+    def update(self, value: float) -> float:
+        if not math.isfinite(value):
+            return 1.0
+        if self.smoothed is None:
+            self.smoothed = value
+            return 1.0
+        previous = self.smoothed
+        self.smoothed = self.smoothing * previous + (1.0 - self.smoothing) * value
+        if self.smoothed > previous:
+            return self.grow
+        if self.smoothed < previous - self.tolerance:
+            return self.cut
+        return 1.0
+
+
+@dataclass
+class DivergenceGuard(Rule):
+    signal: str = "loss"
+    max_ratio: float = 10.0
+    cut: float = 0.1
+    cooldown: int = 10
+    decay: float = 0.9
+    mean_abs: float | None = None
+    blocked: int = 0
+    fired: int = 0
+
+    def update(self, value: float) -> float:
+        if self.blocked > 0:
+            self.blocked -= 1
+        exploding = self.mean_abs is not None and abs(value) > self.max_ratio * max(self.mean_abs, 1e-12)
+        if not math.isfinite(value) or exploding:
+            self.blocked = self.cooldown
+            self.fired += 1
+            return self.cut
+        self.mean_abs = abs(value) if self.mean_abs is None else self.decay * self.mean_abs + (
+            1.0 - self.decay) * abs(value)
+        return 1.0
+
+
+RULES = {"kl_target": KLTarget, "plateau": Plateau, "bold_driver": BoldDriver, "divergence_guard": DivergenceGuard}
+
+
+# ------------------------------------------------------------------------------------ controller
+@dataclass
+class LRController:
+    """``learning_rate`` for SB3: ``clamp(base(progress) * multiplier, lr_min, lr_max)``."""
+
+    base: Any
+    rules: list[Rule] = field(default_factory=list)
+    lr_min: float = 1e-7
+    lr_max: float = 1.0
+    multiplier: float = 1.0
+    multiplier_min: float = 1e-3
+    multiplier_max: float = 1e3
+    history: list[tuple[str, float, float]] = field(default_factory=list)  #: (signal, value, multiplier after)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.lr_min <= self.lr_max:
+            raise ValueError(f"lr_min = {self.lr_min}, lr_max = {self.lr_max}: need 0 < lr_min <= lr_max")
+
+    def __call__(self, progress_remaining: float) -> float:
+        """The learning rate at ``progress_remaining`` (1 at the start, 0 at the end); no side effects."""
+        return min(max(self.base(progress_remaining) * self.multiplier, self.lr_min), self.lr_max)
+
+    def observe(self, signal: str, value: float) -> float:
+        """Feed one measurement to the rules watching ``signal``; returns the new multiplier."""
+        value = float(value)
+        factor = 1.0
+        for rule in self.rules:
+            if rule.signal == signal:
+                factor *= rule.update(value)
+        if factor > 1.0 and any(isinstance(r, DivergenceGuard) and r.blocked > 0 for r in self.rules):
+            factor = 1.0  # increases are blocked after a divergence
+        self.multiplier = min(max(self.multiplier * factor, self.multiplier_min), self.multiplier_max)
+        self.history.append((signal, value, self.multiplier))
+        return self.multiplier
+
+    @property
+    def signals(self) -> set[str]:
+        return {r.signal for r in self.rules}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"multiplier": self.multiplier, "history": list(self.history),
+                "rules": [asdict(r) for r in self.rules]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output; raises ``ValueError`` if it does not fit these rules."""
+        try:
+            rules = state["rules"]
+            if len(rules) != len(self.rules):
+                raise ValueError(f"{len(rules)} rules saved, {len(self.rules)} configured")
+            for rule, saved in zip(self.rules, rules, strict=True):
+                if set(saved) != set(asdict(rule)):
+                    raise ValueError(f"rule {type(rule).__name__}: saved fields {sorted(saved)} differ")
+            multiplier = float(state["multiplier"])
+            history = [tuple(h) for h in state["history"]]
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"controller state does not match the configured controller: {err}") from None
+        for rule, saved in zip(self.rules, rules, strict=True):
+            for k, v in saved.items():
+                setattr(rule, k, v)
+        self.multiplier = multiplier
+        self.history = history
+
+
+def controller_of(model: Any) -> LRController:
+    """The :class:`LRController` an SB3 model trains with (SB3 wraps it in a ``FloatSchedule``)."""
+    schedule = getattr(model, "lr_schedule", None)
+    inner = getattr(schedule, "value_schedule", schedule)
+    if not isinstance(inner, LRController):
+        raise ValueError(f"model.lr_schedule = {schedule!r}: no LRController; pass one as learning_rate")
+    return inner
+
+
+#: SB3 logger keys -> controller signal names, read after each ``train()``.
+TRAIN_SIGNALS = {
+    "train/approx_kl": "approx_kl",
+    "train/loss": "loss",
+    "train/value_loss": "value_loss",
+    "train/policy_gradient_loss": "policy_loss",
+    "train/clip_fraction": "clip_fraction",
+    "train/actor_loss": "actor_loss",
+    "train/critic_loss": "critic_loss",
+}
+
+
+def make_lr_callback(controller: LRController):
+    """A thin SB3 callback that feeds ``controller`` what training measures.
+
+    After every ``train()`` (read at the start of the next rollout) it passes SB3's logged
+    losses, approx KL and clip fraction (:data:`TRAIN_SIGNALS`); at the end of every rollout, the
+    mean return (``train_return``) and mean episode PnL (``train_pnl``) of the episodes that ended
+    since the last decision, if any. Only signals some rule watches are passed. The controller's
+    multiplier and the current rate are logged as ``lr_control/multiplier`` and ``train/lr_now``.
+    """
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class LRControlCallback(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.controller = controller
+            self._returns: list[float] = []
+            self._pnls: list[float] = []
+            self._running: np.ndarray | None = None
+
+        def _on_rollout_start(self) -> None:
+            watched = self.controller.signals
+            for key, signal in TRAIN_SIGNALS.items():
+                value = self.model.logger.name_to_value.get(key)
+                if signal in watched and value is not None:
+                    self.controller.observe(signal, float(value))
+
+        def _on_step(self) -> bool:
+            rewards = np.asarray(self.locals.get("rewards", []), dtype=np.float64)
+            dones = np.asarray(self.locals.get("dones", []), dtype=bool)
+            if self._running is None or self._running.shape != rewards.shape:
+                self._running = np.zeros_like(rewards)
+            self._running += rewards
+            for i in np.flatnonzero(dones):
+                self._returns.append(float(self._running[i]))
+                metrics = self.locals.get("infos", [{}] * len(dones))[i].get("episode_metrics")
+                if metrics is not None:
+                    self._pnls.append(float(metrics["pnl"]))
+                self._running[i] = 0.0
+            return True
+
+        def _on_rollout_end(self) -> None:
+            watched = self.controller.signals
+            if self._returns and "train_return" in watched:
+                self.controller.observe("train_return", float(np.mean(self._returns)))
+            if self._pnls and "train_pnl" in watched:
+                self.controller.observe("train_pnl", float(np.mean(self._pnls)))
+            self._returns.clear()
+            self._pnls.clear()
+            self.logger.record("lr_control/multiplier", self.controller.multiplier)
+            self.logger.record("train/lr_now", self.controller(self.model._current_progress_remaining))
+
+    return LRControlCallback()
