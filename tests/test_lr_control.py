@@ -181,3 +181,32 @@ def test_the_callback_feeds_training_signals_and_episode_returns():
     assert controller.multiplier <= 0.5 ** 3 * 1.05 ** 4  # three KL halvings, at most a few bold-driver raises
     assert all(lr == pytest.approx(controller(model._current_progress_remaining))
                for lr in _param_group_lrs(model))
+
+
+def test_controllers_build_from_yaml_specs_and_bad_specs_name_the_field():
+    from lobgym.agents.lr_control import build_controller
+    from lobgym.config import ConfigError
+
+    c = build_controller({"base": {"kind": "cosine", "peak": 3e-4, "end": 3e-5, "warmup": 0.1},
+                          "rules": [{"kind": "kl_target", "target": 0.02},
+                                    {"kind": "plateau", "signal": "eval_pnl", "mode": "max", "patience": 2},
+                                    {"kind": "divergence_guard", "signal": "loss"}],
+                          "lr_min": 1e-6, "lr_max": 1e-3})
+    assert isinstance(c.base, CosineWarmup) and c.base.peak == 3e-4
+    assert [type(r) for r in c.rules] == [KLTarget, Plateau, DivergenceGuard]
+    assert c.rules[0].target == 0.02 and c.rules[1].signal == "eval_pnl" and c.lr_max == 1e-3
+    assert c(0.5) == pytest.approx(CosineWarmup(3e-4, 3e-5, 0.1)(0.5))
+    bad = [
+        ({"base": {"kind": "cosine", "peak": -1}}, r"base.cosine.peak = -1: Input should be greater than 0"),
+        ({"base": {"kind": "expo", "lr": 1}},
+         r"base: Input tag 'expo' found using 'kind' does not match any of the expected tags: 'constant'"),
+        ({"base": {"kind": "constant", "lr": 1e-3}, "rules": [{"kind": "plateau", "factor": 2.0}]},
+         r"rules\[0\].plateau.factor = 2.0: Input should be less than 1"),
+        ({"base": {"kind": "constant", "lr": 1e-3}, "rules": [{"kind": "bold_driver", "signal": "sharpe"}]},
+         r"rules\[0\].bold_driver.signal = 'sharpe'"),
+        ({"base": {"kind": "constant", "lr": 1e-3}, "lr_min": 1e-2, "lr_max": 1e-3},
+         r"lr_min = 0.01 > lr_max = 0.001"),
+    ]
+    for spec, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            build_controller(spec)

@@ -371,6 +371,105 @@ class AgentConfig(_Strict):
         return BASELINE_PARAMS[self.kind].model_validate(self.params)
 
 
+# -------------------------------------------------------------------------- learning-rate control
+#: Signals an LR rule can watch: SB3's training logs, finished training episodes, evaluations.
+LR_SIGNALS = ("approx_kl", "loss", "value_loss", "policy_loss", "clip_fraction", "actor_loss", "critic_loss",
+              "train_return", "train_pnl", "eval_return", "eval_sharpe", "eval_pnl")
+LRSignal = Literal[LR_SIGNALS]  # type: ignore[valid-type]
+
+
+class ConstantBase(_Strict):
+    kind: Literal["constant"]
+    lr: float = Field(gt=0)
+
+
+class LinearBase(_Strict):
+    kind: Literal["linear"]
+    start: float = Field(gt=0)
+    end: float = Field(ge=0)
+
+
+class CosineBase(_Strict):
+    kind: Literal["cosine"]
+    peak: float = Field(gt=0)
+    end: float = Field(0.0, ge=0)
+    warmup: float = Field(0.0, ge=0, lt=1, description="fraction of training spent warming up")
+
+
+class CyclicBase(_Strict):
+    kind: Literal["cyclic"]
+    low: float = Field(gt=0)
+    high: float = Field(gt=0)
+    cycles: float = Field(4.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> CyclicBase:
+        if self.low > self.high:
+            raise ValueError(f"low = {self.low} > high = {self.high}: need low <= high")
+        return self
+
+
+class KLTargetRule(_Strict):
+    kind: Literal["kl_target"]
+    signal: Literal["approx_kl"] = "approx_kl"
+    target: float = Field(0.01, gt=0)
+    band: float = Field(1.5, gt=1)
+    factor: float = Field(1.5, gt=1)
+
+
+class PlateauRule(_Strict):
+    kind: Literal["plateau"]
+    signal: LRSignal = "eval_return"
+    mode: Literal["min", "max"] = "max"
+    patience: int = Field(3, ge=0)
+    cooldown: int = Field(0, ge=0)
+    threshold: float = Field(0.0, ge=0, description="absolute improvement that counts, in the signal's units")
+    factor: float = Field(0.5, gt=0, lt=1)
+
+
+class BoldDriverRule(_Strict):
+    kind: Literal["bold_driver"]
+    signal: LRSignal = "train_return"
+    smoothing: float = Field(0.9, ge=0, lt=1)
+    grow: float = Field(1.05, ge=1)
+    cut: float = Field(0.5, gt=0, le=1)
+    tolerance: float = Field(0.0, ge=0)
+
+
+class DivergenceGuardRule(_Strict):
+    kind: Literal["divergence_guard"]
+    signal: LRSignal = "loss"
+    max_ratio: float = Field(10.0, gt=1)
+    cut: float = Field(0.1, gt=0, lt=1)
+    cooldown: int = Field(10, ge=0)
+
+
+class LRControlConfig(_Strict):
+    """``learning_rate:`` of a training preset when it adapts: a time base and rules (lobgym.agents.lr_control)."""
+
+    base: Annotated[ConstantBase | LinearBase | CosineBase | CyclicBase, Field(discriminator="kind")]
+    rules: list[Annotated[KLTargetRule | PlateauRule | BoldDriverRule | DivergenceGuardRule,
+                          Field(discriminator="kind")]] = Field(default_factory=list)
+    lr_min: float = Field(1e-7, gt=0)
+    lr_max: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> LRControlConfig:
+        if self.lr_min > self.lr_max:
+            raise ValueError(f"lr_min = {self.lr_min} > lr_max = {self.lr_max}: need lr_min <= lr_max")
+        return self
+
+
+def load_lr_control(spec: dict | LRControlConfig, source: str = "learning_rate") -> LRControlConfig:
+    """Validate a learning-rate control spec; errors name the field under ``source``."""
+    if isinstance(spec, LRControlConfig):
+        return spec
+    try:
+        return LRControlConfig.model_validate(spec)
+    except ValidationError as err:
+        raise ConfigError(_format(err, source, LRControlConfig)) from None
+
+
 # ----------------------------------------------------------------------------------------- loading
 def _model_in(annotation: Any) -> type[BaseModel] | None:
     """The pydantic model inside an annotation such as ``X``, ``X | None`` or ``list[X]``."""

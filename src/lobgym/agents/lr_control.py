@@ -348,3 +348,22 @@ def make_lr_callback(controller: LRController):
             self.logger.record("train/lr_now", self.controller(self.model._current_progress_remaining))
 
     return LRControlCallback()
+
+
+def build_controller(spec: Any) -> LRController:
+    """An :class:`LRController` from a :class:`~lobgym.config.LRControlConfig` or a dict like::
+
+        {"base": {"kind": "cosine", "peak": 3e-4, "warmup": 0.05},
+         "rules": [{"kind": "kl_target", "target": 0.01}, {"kind": "divergence_guard"}],
+         "lr_min": 1e-6, "lr_max": 1e-2}
+    """
+    from lobgym.config import load_lr_control
+
+    cfg = load_lr_control(spec)
+    b = cfg.base.model_dump()
+    base = BASES[b.pop("kind")](**b)
+    rules = []
+    for r in cfg.rules:
+        params = r.model_dump()
+        rules.append(RULES[params.pop("kind")](**params))
+    return LRController(base, rules, lr_min=cfg.lr_min, lr_max=cfg.lr_max)
