@@ -32,6 +32,7 @@ The multiplier stays within ``[multiplier_min, multiplier_max]``.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -92,13 +93,14 @@ BASES = {"constant": Constant, "linear": Linear, "cosine": CosineWarmup, "cyclic
 
 # ------------------------------------------------------------------------------------------ rules
 @dataclass
-class Rule:
+class Rule(ABC):
     """A rule reacts to observations of ``signal`` with a factor for the multiplier (1 = no change)."""
 
     signal: str
 
-    def update(self, value: float) -> float:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def update(self, value: float) -> float:
+        """Take one observation; return the factor to apply to the multiplier."""
 
 
 @dataclass
