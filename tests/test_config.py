@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lobgym.config import AgentConfig, ConfigError, EnvConfig, load_agent_config, load_env_config
+from lobgym.config import AgentConfig, ConfigError, EnvConfig, TrainingConfig, load_agent_config, load_env_config
 from lobgym.presets import list_presets, read_yaml
 from lobgym.spaces import FEATURES
 
@@ -285,8 +285,12 @@ def test_agent_presets_load(name: str) -> None:
     if name == "(none)":
         pytest.skip("no agent presets yet")
     cfg = load_agent_config(name)
-    assert isinstance(cfg, AgentConfig) and cfg.name == name
-    cfg.typed_params  # noqa: B018  (the parameters validate against the kind's model)
+    assert cfg.name == name and cfg.description
+    if isinstance(cfg, TrainingConfig):  # a training preset: RL algorithm, networks, hyperparameters
+        assert cfg.kind in ("ppo", "sac")
+    else:
+        assert isinstance(cfg, AgentConfig)
+        cfg.typed_params  # noqa: B018  (the parameters validate against the kind's model)
 
 
 def test_the_two_reference_presets_exist() -> None:

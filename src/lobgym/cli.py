@@ -100,6 +100,35 @@ def evaluate(
 
 
 @app.command()
+def train(
+    env: Annotated[str, typer.Option(help="env preset name or YAML path")] = "as2008",
+    agent: Annotated[str, typer.Option(help="training preset name or YAML path (ppo, sac, ppo_adaptive_lr, ...)")]
+    = "ppo",
+    seed: Annotated[int, typer.Option(min=0, help="model seed; training env i runs on market seed seed + i")] = 0,
+    timesteps: Annotated[int | None, typer.Option(min=1, help="training budget [default: the preset's]")] = None,
+    name: Annotated[str | None, typer.Option(help="run folder name [default: <agent>-<env>-seed<seed>]")] = None,
+    runs_dir: Annotated[Path, typer.Option(help="where run folders go")] = Path("runs"),
+    resume: Annotated[Path | None, typer.Option(help="continue this run folder from its newest checkpoint")] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Train PPO or SAC on an env; writes runs/<name>/ (config, TensorBoard, checkpoints, models, report)."""
+    import sys
+
+    from lobgym.agents import training
+
+    try:
+        if resume is not None:
+            run_dir = training.resume(resume, progress=progress, command=sys.argv)
+        else:
+            run_dir = training.start(env, agent, seed=seed, timesteps=timesteps, name=name, runs_dir=runs_dir,
+                                     progress=progress, command=sys.argv)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    console.print((run_dir / "report.md").read_text(), highlight=False)
+    console.print(f"run folder: {run_dir}  (TensorBoard: tensorboard --logdir {run_dir / 'tb'})", highlight=False)
+
+
+@app.command()
 def bench(
     env: Annotated[str, typer.Option(help="env preset name or YAML path")] = "as2008",
     n_envs: Annotated[str, typer.Option(help="comma-separated batch sizes")] = "1,100,1000,10000",

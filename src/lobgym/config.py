@@ -470,6 +470,135 @@ def load_lr_control(spec: dict | LRControlConfig, source: str = "learning_rate")
         raise ConfigError(_format(err, source, LRControlConfig)) from None
 
 
+# ---------------------------------------------------------------------------------------- training
+ALGORITHMS = ("ppo", "sac")
+
+#: Constructor arguments of each algorithm a preset may set under ``hyperparams`` (the others --
+#: policy, env, learning_rate, policy_kwargs, seed, logging -- are set by lobgym from the preset).
+HYPERPARAMS: dict[str, tuple[str, ...]] = {
+    "ppo": ("n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range", "clip_range_vf",
+            "normalize_advantage", "ent_coef", "vf_coef", "max_grad_norm", "use_sde", "sde_sample_freq",
+            "target_kl", "stats_window_size"),
+    "sac": ("buffer_size", "learning_starts", "batch_size", "tau", "gamma", "train_freq", "gradient_steps",
+            "optimize_memory_usage", "n_steps", "ent_coef", "target_update_interval", "target_entropy", "use_sde",
+            "sde_sample_freq", "use_sde_at_warmup", "stats_window_size"),
+}
+
+#: ``optimizer.name`` -> the torch optimizer and the keyword arguments a preset may pass to it.
+OPTIMIZERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "adam": ("Adam", ("betas", "eps", "weight_decay", "amsgrad")),
+    "adamw": ("AdamW", ("betas", "eps", "weight_decay", "amsgrad")),
+    "rmsprop": ("RMSprop", ("alpha", "eps", "weight_decay", "momentum", "centered")),
+}
+
+Scalar = float | int | bool | str | None
+HyperValue = Scalar | list[Scalar]
+
+
+class PolicyConfig(_Strict):
+    """The networks: SB3's ``MlpPolicy`` with these hidden layers and activation."""
+
+    net_arch: list[int] | dict[str, list[int]] = Field(
+        default_factory=lambda: [64, 64],
+        description="hidden sizes shared by actor and critic, or {pi: [...], vf: [...]} (PPO) / {pi, qf} (SAC)")
+    activation: Literal["tanh", "relu", "elu", "leaky_relu"] = "tanh"
+    log_std_init: float | None = Field(None, description="initial log std of the Gaussian policy")
+    ortho_init: bool | None = Field(None, description="orthogonal initialisation (PPO)")
+
+    @field_validator("net_arch")
+    @classmethod
+    def _sizes(cls, v):
+        layers = v if isinstance(v, list) else [x for sizes in v.values() for x in sizes]
+        if any(x < 1 for x in layers):
+            raise ValueError(f"layer sizes {layers}: must be >= 1")
+        if isinstance(v, dict) and not set(v) <= {"pi", "vf", "qf"}:
+            raise ValueError(f"keys {sorted(v)}: allowed: pi, vf (PPO), qf (SAC)")
+        return v
+
+
+class OptimizerConfig(_Strict):
+    name: Literal["adam", "adamw", "rmsprop"] = "adam"
+    kwargs: dict[str, HyperValue] = Field(default_factory=dict, description="keyword arguments of the optimizer")
+
+    @model_validator(mode="after")
+    def _check(self) -> OptimizerConfig:
+        allowed = OPTIMIZERS[self.name][1]
+        for k in self.kwargs:
+            if k not in allowed:
+                raise ValueError(f"kwargs.{k}: not an argument of {OPTIMIZERS[self.name][0]}; "
+                                 f"allowed: {', '.join(allowed)} (lr comes from learning_rate)")
+        return self
+
+
+class NormalizeConfig(_Strict):
+    """Running normalisation of observations and rewards (SB3's ``VecNormalize``)."""
+
+    obs: bool = False
+    reward: bool = False
+    clip_obs: float = Field(10.0, gt=0)
+    clip_reward: float = Field(10.0, gt=0)
+
+
+class TrainEvalConfig(_Strict):
+    """Periodic deterministic evaluation on held-out market seeds, the same ones at every evaluation."""
+
+    every: int = Field(10_000, gt=0, description="timesteps between evaluations")
+    episodes: int = Field(100, gt=0, description="episodes per evaluation")
+    seed: int = Field(1_000_000, ge=0, description="episode j runs on market seed seed + j (held out from training)")
+    baselines: list[str] | None = Field(None, description="baseline presets evaluated on the same seeds; "
+                                                          "null = the env's default baselines")
+    metric: Literal["return", "pnl", "sharpe"] = Field("return", description="what 'best model' maximises")
+
+
+class CheckpointConfig(_Strict):
+    every: int = Field(20_000, gt=0, description="timesteps between checkpoints")
+    keep: int = Field(2, gt=0, description="checkpoints kept on disk (the newest)")
+
+
+class TrainingConfig(_Strict):
+    """A training preset (zoo-style): algorithm, networks, batch of envs, hyperparameters, optimizer,
+    learning rate (a number or a controller spec), evaluation and checkpoints."""
+
+    name: str = "custom"
+    description: str = ""
+    kind: Literal["ppo", "sac"]
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    n_envs: int = Field(8, gt=0, description="envs stepped together (one batched MarketMakingVecEnv)")
+    normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)
+    hyperparams: dict[str, HyperValue] = Field(default_factory=dict)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    learning_rate: float | LRControlConfig = Field(
+        3e-4, description="a fixed rate, or a controller: {base, rules, lr_min, lr_max}")
+    timesteps: int = Field(100_000, gt=0, description="default training budget (lobgym train --timesteps overrides)")
+    eval: TrainEvalConfig = Field(default_factory=TrainEvalConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    torch_threads: int = Field(1, gt=0, description="torch CPU threads (1 is fastest for small MLPs)")
+
+    @field_validator("learning_rate", mode="before")
+    @classmethod
+    def _controller(cls, v):
+        # A mapping is a controller; validating it here keeps the union's "not a float" noise out of errors.
+        if isinstance(v, dict):
+            try:
+                return LRControlConfig.model_validate(v)
+            except ValidationError as err:
+                msg = _format(err, "learning_rate", LRControlConfig).removeprefix("learning_rate: ")
+                raise ValueError(msg) from None
+        if isinstance(v, bool) or not isinstance(v, int | float | LRControlConfig) or (
+                not isinstance(v, LRControlConfig) and not v > 0):
+            raise ValueError("allowed: a number > 0, or a controller mapping {base, rules, lr_min, lr_max}")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainingConfig:
+        allowed = HYPERPARAMS[self.kind]
+        for k in self.hyperparams:
+            if k not in allowed:
+                raise ValueError(f"hyperparams.{k}: not a {self.kind.upper()} hyperparameter here; "
+                                 f"allowed: {', '.join(allowed)}")
+        return self
+
+
 # ----------------------------------------------------------------------------------------- loading
 def _model_in(annotation: Any) -> type[BaseModel] | None:
     """The pydantic model inside an annotation such as ``X``, ``X | None`` or ``list[X]``."""
@@ -559,8 +688,25 @@ def _market_kind(data: Any) -> Any:
     return market.get("kind") if isinstance(market, dict) else None
 
 
-def load_agent_config(spec: str | Path | dict | AgentConfig) -> AgentConfig:
-    """An :class:`AgentConfig` from a preset name, a YAML path, a dict or a config."""
-    return _load(AgentConfig, "agents", spec)
+def load_agent_config(spec: str | Path | dict | AgentConfig | TrainingConfig) -> AgentConfig | TrainingConfig:
+    """An agent preset from a name, a YAML path, a dict or a config: a :class:`TrainingConfig` when
+    ``kind`` is an RL algorithm (``ppo``, ``sac``), else a baseline's :class:`AgentConfig`."""
+    if isinstance(spec, AgentConfig | TrainingConfig):
+        return spec
+    return _load(_agent_model, "agents", spec)
+
+
+def load_training_config(spec: str | Path | dict | TrainingConfig) -> TrainingConfig:
+    """A :class:`TrainingConfig`; a baseline preset gets an error that says how to evaluate it instead."""
+    cfg = load_agent_config(spec)
+    if not isinstance(cfg, TrainingConfig):
+        raise ConfigError(f"agent {cfg.name!r}: kind = {cfg.kind!r} is an analytic baseline, nothing to train "
+                          f"(allowed kinds: {', '.join(ALGORITHMS)}); evaluate it with `lobgym evaluate`")
+    return cfg
+
+
+def _agent_model(data: Any) -> type[BaseModel]:
+    kind = data.get("kind") if isinstance(data, dict) else None
+    return TrainingConfig if kind in ALGORITHMS else AgentConfig
 
 

@@ -6,6 +6,7 @@ install) they are the top-level folders of the repository.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -42,10 +43,26 @@ def resolve(kind: str, spec: str | Path) -> Path:
     return presets[str(spec)]
 
 
+class _Loader(yaml.SafeLoader):
+    """The safe loader, reading ``3e-4`` as a float (YAML 1.1 wants ``3.0e-4`` and would give a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^[-+]?(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9_]+)[eE][-+]?[0-9]+$"""),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str):
+    """Parse YAML text with the safe loader (no code from YAML is ever run); ``1e-3`` is a float."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 -- _Loader is a SafeLoader
+
+
 def read_yaml(path: Path) -> dict:
     """Parse a YAML mapping (safe loader: no code from YAML is ever run)."""
     with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
+        data = load_yaml(fh.read())
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a YAML mapping at the top level, got {type(data).__name__}")
     return data

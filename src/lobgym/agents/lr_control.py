@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -97,6 +97,8 @@ class Rule(ABC):
     """A rule reacts to observations of ``signal`` with a factor for the multiplier (1 = no change)."""
 
     signal: str
+    #: Fields that change as the rule observes (logged to TensorBoard as the rule's state).
+    state_fields: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def update(self, value: float) -> float:
@@ -131,6 +133,7 @@ class Plateau(Rule):
     best: float | None = None
     num_bad: int = 0
     cooldown_counter: int = 0
+    state_fields: ClassVar[tuple[str, ...]] = ("best", "num_bad", "cooldown_counter")
 
     def __post_init__(self) -> None:
         if self.mode not in ("min", "max"):
@@ -171,6 +174,7 @@ class BoldDriver(Rule):
     cut: float = 0.5
     tolerance: float = 0.0
     smoothed: float | None = None
+    state_fields: ClassVar[tuple[str, ...]] = ("smoothed",)
 
     def update(self, value: float) -> float:
         if not math.isfinite(value):
@@ -197,6 +201,7 @@ class DivergenceGuard(Rule):
     mean_abs: float | None = None
     blocked: int = 0
     fired: int = 0
+    state_fields: ClassVar[tuple[str, ...]] = ("mean_abs", "blocked", "fired")
 
     def update(self, value: float) -> float:
         if self.blocked > 0:
@@ -227,6 +232,7 @@ class LRController:
     multiplier_min: float = 1e-3
     multiplier_max: float = 1e3
     history: list[tuple[str, float, float]] = field(default_factory=list)  #: (signal, value, multiplier after)
+    history_limit: int = 10_000  #: only the newest observations are kept (SAC observes losses every step)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.lr_min <= self.lr_max:
@@ -247,6 +253,8 @@ class LRController:
             factor = 1.0  # increases are blocked after a divergence
         self.multiplier = min(max(self.multiplier * factor, self.multiplier_min), self.multiplier_max)
         self.history.append((signal, value, self.multiplier))
+        if len(self.history) > self.history_limit:
+            del self.history[: len(self.history) - self.history_limit]
         return self.multiplier
 
     @property
@@ -348,6 +356,18 @@ def make_lr_callback(controller: LRController):
             self._pnls.clear()
             self.logger.record("lr_control/multiplier", self.controller.multiplier)
             self.logger.record("train/lr_now", self.controller(self.model._current_progress_remaining))
+            for i, rule in enumerate(self.controller.rules):
+                for key in rule.state_fields:
+                    value = getattr(rule, key)
+                    if value is not None:
+                        self.logger.record(f"lr_control/{i}_{type(rule).__name__}/{key}", float(value))
+
+        def state_dict(self) -> dict[str, Any]:
+            return {"returns": list(self._returns), "pnls": list(self._pnls), "running": self._running}
+
+        def load_state_dict(self, state: dict[str, Any]) -> None:
+            self._returns, self._pnls = list(state["returns"]), list(state["pnls"])
+            self._running = state["running"]
 
     return LRControlCallback()
 

@@ -1,0 +1,274 @@
+"""SB3 callbacks of ``lobgym train``: episode metrics and gradient norms for TensorBoard, periodic
+evaluation on held-out seeds (best model kept), checkpoints and a rich progress bar.
+
+Evaluations and checkpoints happen at the start of a rollout, i.e. right after a ``train()``: at
+that point the algorithm holds no half-collected rollout, so a checkpoint taken there resumes
+exactly. Callbacks with state expose ``state_dict`` / ``load_state_dict`` for the checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+
+from lobgym.agents.checkpoints import base_vec_env, save_checkpoint
+from lobgym.agents.evaluation import Evaluation, evaluate
+
+
+class PolicyAgent:
+    """A trained SB3 model as an evaluation :class:`~lobgym.agents.evaluation.Predictor`; observations
+    are normalised with the run's ``VecNormalize`` statistics (read, never updated) if it has them."""
+
+    def __init__(self, model: Any, vecnorm: Any = None):
+        self.model = model
+        self.vecnorm = vecnorm
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        if self.vecnorm is not None and self.vecnorm.norm_obs:
+            observation = self.vecnorm.normalize_obs(observation)
+        return self.model.predict(observation, deterministic=deterministic)
+
+
+class EpisodeMetricsCallback(BaseCallback):
+    """Logs, per rollout, the episodes that ended in it: ``episode/<metric>`` means (PnL, |inventory|,
+    fills, ...), ``episode/sharpe`` (mean / std of their PnL) and ``reward_terms/<term>`` (each weighted
+    reward term summed over the episode). Reads the env's own buffers, so no info dict is built."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._terms: np.ndarray | None = None
+        self._finished_terms: list[np.ndarray] = []
+        self._finished_metrics: list[np.ndarray] = []
+
+    def _on_step(self) -> bool:
+        sim = base_vec_env(self.training_env).sim
+        b = sim.buffers
+        if self._terms is None:
+            self._terms = np.zeros_like(b.terms)
+        self._terms += b.terms
+        if sim.n_done:
+            done = np.flatnonzero(b.dones)
+            self._finished_terms.append(self._terms[done].copy())
+            self._finished_metrics.append(b.metrics[done].copy())
+            self._terms[done] = 0.0
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if not self._finished_metrics:
+            return
+        sim = base_vec_env(self.training_env).sim
+        metrics = np.concatenate(self._finished_metrics)
+        terms = np.concatenate(self._finished_terms)
+        for j, name in enumerate(sim.metric_names):
+            values = metrics[:, j]
+            if np.isfinite(values).any():
+                self.logger.record(f"episode/{name}", float(np.nanmean(values)))
+        pnl = metrics[:, sim.metric_names.index("pnl")]
+        if len(pnl) > 1 and np.std(pnl, ddof=1) > 0:
+            self.logger.record("episode/sharpe", float(np.mean(pnl) / np.std(pnl, ddof=1)))
+        for j, name in enumerate(sim.term_names):
+            self.logger.record(f"reward_terms/{name}", float(np.mean(terms[:, j])))
+        self.logger.record("episode/count", len(pnl))
+        self._finished_terms.clear()
+        self._finished_metrics.clear()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"terms": self._terms, "finished_terms": list(self._finished_terms),
+                "finished_metrics": list(self._finished_metrics)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._terms = state["terms"]
+        self._finished_terms = list(state["finished_terms"])
+        self._finished_metrics = list(state["finished_metrics"])
+
+
+class GradNormCallback(BaseCallback):
+    """Logs ``train/grad_norm_<optimizer>`` (mean and max over the optimizer steps of the last
+    ``train()``): the L2 norm of the gradient each step applies, after PPO's clipping at
+    ``max_grad_norm`` (SAC does not clip). Measured by an optimizer step pre-hook."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._norms: dict[str, list[float]] = {}
+        self._handles: list[Any] = []
+
+    def _on_training_start(self) -> None:
+        optimizers = {"policy": getattr(self.model.policy, "optimizer", None)}
+        for part in ("actor", "critic"):
+            sub = getattr(self.model, part, None)
+            if sub is not None and getattr(sub, "optimizer", None) is not None:
+                optimizers = {"actor": self.model.actor.optimizer, "critic": self.model.critic.optimizer}
+        for name, opt in optimizers.items():
+            if opt is None:
+                continue
+            self._norms[name] = []
+            self._handles.append(opt.register_step_pre_hook(self._hook(name)))
+
+    def _hook(self, name: str) -> Callable:
+        def record(optimizer, args, kwargs) -> None:
+            grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            if grads:
+                with torch.no_grad():
+                    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+                self._norms[name].append(float(norm))
+        return record
+
+    def _on_rollout_start(self) -> None:
+        for name, norms in self._norms.items():
+            if norms:
+                self.logger.record(f"train/grad_norm_{name}", float(np.mean(norms)))
+                self.logger.record(f"train/grad_norm_{name}_max", float(np.max(norms)))
+                norms.clear()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+class EvalCallback(BaseCallback):
+    """Every ``every`` timesteps (and at the start), evaluates the policy deterministically on the same
+    held-out market seeds, logs ``eval/*`` next to the baselines' scores, feeds ``eval_return``,
+    ``eval_pnl`` and ``eval_sharpe`` to the learning-rate controller, and keeps the best model."""
+
+    def __init__(self, env_cfg: Any, every: int, episodes: int, seed: int, metric: str,
+                 baselines: dict[str, dict[str, float]], save_best: Callable[[], None], controller: Any = None):
+        super().__init__()
+        self.env_cfg, self.every, self.episodes, self.seed, self.metric = env_cfg, every, episodes, seed, metric
+        self.baselines = baselines
+        self.save_best = save_best
+        self.controller = controller
+        self.next_eval = 0
+        self.best: float | None = None
+        self.history: list[dict[str, float]] = []
+
+    def evaluate_now(self) -> Evaluation:
+        agent = PolicyAgent(self.model, self.model.get_vec_normalize_env())
+        return evaluate(agent, self.env_cfg, episodes=self.episodes, seed=self.seed, name="policy")
+
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps < self.next_eval:
+            return
+        self.next_eval = (self.num_timesteps // self.every + 1) * self.every
+        self.run_evaluation()
+
+    def run_evaluation(self) -> None:
+        s = self.evaluate_now().summary
+        row = {"timesteps": self.num_timesteps, "return": s["return_mean"], "pnl": s["pnl_mean"],
+               "sharpe": s["sharpe"], "pnl_std": s["pnl_std"], "mean_abs_inventory": s["mean_abs_inventory"],
+               "fills": s["fills_mean"]}
+        if self.controller is not None:
+            row["lr"] = self.controller(self.model._current_progress_remaining)
+            for signal, key in (("eval_return", "return"), ("eval_pnl", "pnl"), ("eval_sharpe", "sharpe")):
+                if signal in self.controller.signals:
+                    self.controller.observe(signal, row[key])
+        else:
+            row["lr"] = float(self.model.lr_schedule(self.model._current_progress_remaining))
+        self.history.append(row)
+        for key in ("return", "pnl", "sharpe", "mean_abs_inventory", "fills"):
+            self.logger.record(f"eval/{key}", row[key])
+        for name, summary in self.baselines.items():
+            self.logger.record(f"eval_baselines/{name}_{self.metric}", summary[self.metric])
+        score = row[self.metric]
+        if math.isfinite(score) and (self.best is None or score > self.best):
+            self.best = score
+            self.save_best()
+        self.logger.record("eval/best", self.best if self.best is not None else float("nan"))
+
+    @property
+    def last_score(self) -> float | None:
+        return self.history[-1][self.metric] if self.history else None
+
+    def _on_step(self) -> bool:
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"next_eval": self.next_eval, "best": self.best, "history": list(self.history)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.next_eval, self.best, self.history = state["next_eval"], state["best"], list(state["history"])
+
+
+class CheckpointCallback(BaseCallback):
+    """Every ``every`` timesteps, at the start of a rollout, writes a checkpoint with the state of
+    ``stateful`` callbacks (see :mod:`lobgym.agents.checkpoints`)."""
+
+    def __init__(self, folder: Path, every: int, keep: int, controller: Any, stateful: dict[str, Any]):
+        super().__init__()
+        self.folder, self.every, self.keep, self.controller, self.stateful = folder, every, keep, controller, stateful
+        self.next_save = every
+
+    def save(self) -> Path:
+        states = {name: cb.state_dict() for name, cb in self.stateful.items()}
+        states["checkpoint"] = {"next_save": self.next_save}
+        return save_checkpoint(self.folder, self.model, self.controller, states, self.keep)
+
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps >= self.next_save:
+            self.next_save = (self.num_timesteps // self.every + 1) * self.every
+            self.save()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.next_save = state["next_save"]
+
+
+class ProgressCallback(BaseCallback):
+    """A rich progress bar: timesteps, timesteps/s, the latest evaluation score and the learning rate."""
+
+    def __init__(self, total: int, evaluation: EvalCallback, description: str, console: Any = None):
+        super().__init__()
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.total, self.evaluation = total, evaluation
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[speed]} steps/s"), TextColumn("eval {task.fields[score]}"),
+            TextColumn("lr {task.fields[lr]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=console, transient=False)
+        self.task = self.progress.add_task(description, total=total, speed="-", score="-", lr="-")
+        self._t0 = self._steps0 = None
+        self._last = 0.0
+
+    def _on_training_start(self) -> None:
+        self.progress.start()
+        self._t0, self._steps0 = time.perf_counter(), self.num_timesteps
+        self._update()
+
+    def _update(self) -> None:
+        elapsed = time.perf_counter() - self._t0
+        speed = (self.num_timesteps - self._steps0) / elapsed if elapsed > 0 else 0.0
+        score = self.evaluation.last_score
+        lr = float(self.model.lr_schedule(self.model._current_progress_remaining))
+        self.progress.update(self.task, completed=self.num_timesteps, speed=f"{speed:,.0f}",
+                             score="-" if score is None else f"{score:.4g}", lr=f"{lr:.3g}")
+
+    def _on_step(self) -> bool:
+        now = time.perf_counter()
+        if now - self._last > 0.25:
+            self._last = now
+            self._update()
+        return True
+
+    def _on_training_end(self) -> None:
+        self._update()
+        self.progress.stop()

@@ -1,0 +1,389 @@
+"""``lobgym train``: SB3 PPO / SAC on a batched lobgym env, in a run folder that can be watched and resumed.
+
+``runs/<name>/`` holds::
+
+    config.yaml     the resolved env and training configs, seed and budget (what --resume reads)
+    command.txt     the command that started the run (and each resume)
+    meta.json       package versions, git revision, machine, start time
+    tb/             TensorBoard logs (SB3's scalars and lobgym's: episode metrics, reward terms,
+                    evaluations next to the baselines, lr and controller state, gradient norms)
+    checkpoints/    the newest checkpoints (see lobgym.agents.checkpoints) and latest.json
+    best/           the model with the best evaluation score so far (+ VecNormalize statistics)
+    final/          the model at the end of training
+    evaluations.json   every periodic evaluation (timesteps, return, PnL, Sharpe, lr, ...)
+    report.json, report.md   the final and best models against the baselines on the held-out seeds
+
+Training env ``i`` runs on market seed ``seed + i`` (its streams continue across episodes);
+evaluations run episode ``j`` on seed ``eval.seed + j``, held out from training (checked).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from lobgym.agents.callbacks import (
+    CheckpointCallback,
+    EpisodeMetricsCallback,
+    EvalCallback,
+    GradNormCallback,
+    PolicyAgent,
+    ProgressCallback,
+)
+from lobgym.agents.checkpoints import base_vec_env, latest_checkpoint, read_controller_state, read_state, set_rng_states
+from lobgym.agents.evaluation import Evaluation, evaluate
+from lobgym.agents.lr_control import LRController, build_controller, make_lr_callback
+from lobgym.config import (
+    OPTIMIZERS,
+    AnyEnvConfig,
+    BookEnvConfig,
+    ConfigError,
+    LRControlConfig,
+    TrainingConfig,
+    load_env_config,
+    load_training_config,
+)
+from lobgym.io import write_json_atomic, write_text_atomic
+
+#: Baselines evaluated next to a trained policy when the preset does not list any.
+DEFAULT_BASELINES = {"reduced_form": ["avellaneda_stoikov", "cartea_jaimungal", "fixed_spread", "random"],
+                     "book": ["book_quoter", "random"]}
+PACKAGES = ("lobgym", "stable-baselines3", "torch", "gymnasium", "numpy", "numba")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What a run trains: read from and written to ``config.yaml``."""
+
+    env: AnyEnvConfig
+    agent: TrainingConfig
+    seed: int
+    timesteps: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "timesteps": self.timesteps, "env": self.env.model_dump(mode="json"),
+                "agent": self.agent.model_dump(mode="json")}
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunConfig:
+        path = run_dir / "config.yaml"
+        if not path.is_file():
+            raise ValueError(f"{run_dir}: not a training run (no config.yaml)")
+        from lobgym.presets import read_yaml
+
+        data = read_yaml(path)
+        return cls(load_env_config(data["env"]), load_training_config(data["agent"]), int(data["seed"]),
+                   int(data["timesteps"]))
+
+
+def algorithm_class(kind: str):
+    from stable_baselines3 import PPO, SAC
+
+    return {"ppo": PPO, "sac": SAC}[kind]
+
+
+def default_baselines(env_cfg: AnyEnvConfig) -> list[str]:
+    return DEFAULT_BASELINES["book" if isinstance(env_cfg, BookEnvConfig) else "reduced_form"]
+
+
+# ------------------------------------------------------------------------------------------ build
+def make_controller(cfg: TrainingConfig) -> LRController | None:
+    return build_controller(cfg.learning_rate) if isinstance(cfg.learning_rate, LRControlConfig) else None
+
+
+def policy_kwargs(cfg: TrainingConfig) -> dict[str, Any]:
+    import torch
+
+    activations = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU,
+                   "leaky_relu": torch.nn.LeakyReLU}
+    kw: dict[str, Any] = {"net_arch": cfg.policy.net_arch, "activation_fn": activations[cfg.policy.activation],
+                          "optimizer_class": getattr(torch.optim, OPTIMIZERS[cfg.optimizer.name][0]),
+                          "optimizer_kwargs": dict(cfg.optimizer.kwargs)}
+    if "betas" in kw["optimizer_kwargs"]:
+        kw["optimizer_kwargs"]["betas"] = tuple(kw["optimizer_kwargs"]["betas"])
+    if cfg.policy.log_std_init is not None:
+        kw["log_std_init"] = cfg.policy.log_std_init
+    if cfg.policy.ortho_init is not None:
+        kw["ortho_init"] = cfg.policy.ortho_init
+    return kw
+
+
+def make_training_env(run: RunConfig):
+    """The batched env of a run, wrapped in ``VecNormalize`` when the preset asks for it."""
+    from lobgym.vec_env import make_vec_env
+
+    venv = make_vec_env(run.env, n_envs=run.agent.n_envs)
+    norm = run.agent.normalize
+    if norm.obs or norm.reward:
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        gamma = float(run.agent.hyperparams.get("gamma", 0.99))
+        venv = VecNormalize(venv, norm_obs=norm.obs, norm_reward=norm.reward, clip_obs=norm.clip_obs,
+                            clip_reward=norm.clip_reward, gamma=gamma)
+    return venv
+
+
+def check_seeds(run: RunConfig) -> None:
+    lo, hi = run.seed, run.seed + run.agent.n_envs
+    e_lo, e_hi = run.agent.eval.seed, run.agent.eval.seed + run.agent.eval.episodes
+    if lo < e_hi and e_lo < hi:
+        raise ConfigError(f"seed = {run.seed}: training market seeds {lo}..{hi - 1} overlap the held-out evaluation "
+                          f"seeds {e_lo}..{e_hi - 1} (eval.seed); pick a seed below {e_lo - run.agent.n_envs + 1}")
+
+
+def new_model(run: RunConfig, venv: Any, controller: LRController | None):
+    cls = algorithm_class(run.agent.kind)
+    lr = controller if controller is not None else float(run.agent.learning_rate)
+    try:
+        return cls("MlpPolicy", venv, learning_rate=lr, policy_kwargs=policy_kwargs(run.agent), seed=run.seed,
+                   device="cpu", verbose=0, **run.agent.hyperparams)
+    except (TypeError, ValueError, AssertionError) as err:
+        raise ConfigError(f"agent {run.agent.name!r}: {run.agent.kind.upper()} rejected the preset's "
+                          f"hyperparams / policy: {err}") from None
+
+
+def load_model(path: Path, kind: str, env: Any = None, learning_rate: Any = 0.0):
+    """An SB3 model from ``path``; ``learning_rate`` replaces the pickled one (for prediction any number
+    does; to continue training pass the run's controller, restored from its own checkpoint file)."""
+    return algorithm_class(kind).load(path, env=env, device="cpu",
+                                      custom_objects={"learning_rate": learning_rate, "lr_schedule": None})
+
+
+# -------------------------------------------------------------------------------------- run files
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=10)
+        if out.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run_metadata() -> dict[str, Any]:
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {"versions": versions, "python": sys.version.split()[0], "git_revision": _git_revision(),
+            "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()},
+            "started": __import__("datetime").datetime.now().astimezone().isoformat(timespec="seconds")}
+
+
+def _append_command(run_dir: Path, command: list[str] | None) -> None:
+    line = shlex.join(command if command is not None else sys.argv)
+    path = run_dir / "command.txt"
+    previous = path.read_text() if path.is_file() else ""
+    write_text_atomic(path, previous + line + "\n")
+
+
+def _save_model_dir(folder: Path, model: Any, extra: dict[str, Any]) -> None:
+    """``folder``/model.zip (+ vecnormalize.pkl, info.json), replaced as a whole."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        model.save(tmp / "model.zip")
+        vecnorm = model.get_vec_normalize_env()
+        if vecnorm is not None:
+            vecnorm.save(tmp / "vecnormalize.pkl")
+        (tmp / "info.json").write_text(json.dumps(extra, indent=2) + "\n")
+        tmp.chmod(0o755)  # mkdtemp makes it private
+        old = folder.with_name(f".{folder.name}.old")
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+# ------------------------------------------------------------------------------------------ train
+def start(env: Any, agent: Any, seed: int = 0, timesteps: int | None = None, name: str | None = None,
+          runs_dir: str | Path = "runs", progress: bool = True, command: list[str] | None = None) -> Path:
+    """Start a new run; returns its folder. Raises if the folder already holds a run (resume it instead)."""
+    env_cfg, agent_cfg = load_env_config(env), load_training_config(agent)
+    if seed < 0:
+        raise ConfigError(f"seed = {seed}: must be >= 0")
+    if timesteps is not None and timesteps < 1:
+        raise ConfigError(f"timesteps = {timesteps}: must be >= 1")
+    run = RunConfig(env_cfg, agent_cfg, seed, timesteps or agent_cfg.timesteps)
+    check_seeds(run)
+    run_dir = Path(runs_dir) / (name or f"{agent_cfg.name}-{env_cfg.name}-seed{seed}")
+    if (run_dir / "config.yaml").exists():
+        raise ConfigError(f"run folder {str(run_dir)!r} already holds a run: continue it with "
+                          f"`lobgym train --resume {run_dir}` or pick another --name")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
+    write_json_atomic(run_dir / "meta.json", run_metadata())
+    _append_command(run_dir, command)
+    return _train(run_dir, run, resume=False, progress=progress)
+
+
+def resume(run_dir: str | Path, progress: bool = True, command: list[str] | None = None) -> Path:
+    """Continue a run from its newest checkpoint (from scratch if it was killed before the first one)."""
+    run_dir = Path(run_dir)
+    run = RunConfig.read(run_dir)
+    _append_command(run_dir, command)
+    return _train(run_dir, run, resume=True, progress=progress)
+
+
+def _train(run_dir: Path, run: RunConfig, resume: bool, progress: bool) -> Path:
+    import torch
+    from stable_baselines3.common.callbacks import CallbackList
+    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    torch.set_num_threads(run.agent.torch_threads)
+    cfg = run.agent
+    controller = make_controller(cfg)
+    venv = make_training_env(run)
+    checkpoint = latest_checkpoint(run_dir / "checkpoints") if resume else None
+    state = None
+    if checkpoint is not None:
+        state = read_state(checkpoint)
+        if controller is not None:
+            controller.load_state_dict(read_controller_state(checkpoint))
+        if isinstance(venv, VecNormalize):
+            venv = VecNormalize.load(str(checkpoint / "vecnormalize.pkl"), base_vec_env(venv))
+            venv.returns = state["vecnormalize_returns"].copy()
+        base_vec_env(venv).set_state(state["env"])
+        lr = controller if controller is not None else float(cfg.learning_rate)
+        # force_reset=False keeps the saved last observation: the restored env continues from it.
+        model = algorithm_class(cfg.kind).load(checkpoint / "model.zip", env=venv, device="cpu", force_reset=False,
+                                               custom_objects={"learning_rate": lr, "lr_schedule": None})
+        if cfg.kind == "sac":
+            model.load_replay_buffer(checkpoint / "replay_buffer.pkl")
+        set_rng_states(model, state["rng"])
+    else:
+        model = new_model(run, venv, controller)
+    model.set_logger(configure(str(run_dir / "tb"), ["tensorboard"]))
+
+    baselines = _baselines(run_dir, run)
+    ev = cfg.eval
+    metric = {"return": "return_mean", "pnl": "pnl_mean", "sharpe": "sharpe"}[ev.metric]
+    evaluation = EvalCallback(run.env, ev.every, ev.episodes, ev.seed, ev.metric,
+                              {k: {ev.metric: v[metric]} for k, v in baselines.items()},
+                              save_best=lambda: _save_model_dir(run_dir / "best", model, {
+                                  "timesteps": model.num_timesteps, "metric": ev.metric,
+                                  "score": evaluation.best}),
+                              controller=controller)
+    episodes = EpisodeMetricsCallback()
+    stateful: dict[str, Any] = {"episodes": episodes, "evaluation": evaluation}
+    callbacks: list[Any] = [episodes, GradNormCallback()]
+    if controller is not None:
+        lr_callback = make_lr_callback(controller)
+        stateful["lr_control"] = lr_callback
+        callbacks.append(lr_callback)
+    callbacks.append(evaluation)
+    ckpt = CheckpointCallback(run_dir / "checkpoints", cfg.checkpoint.every, cfg.checkpoint.keep, controller, stateful)
+    callbacks.append(ckpt)
+    if state is not None:
+        for name, cb in stateful.items():
+            cb.load_state_dict(state["callbacks"][name])
+        ckpt.load_state_dict(state["callbacks"]["checkpoint"])
+    if progress:
+        callbacks.append(ProgressCallback(run.timesteps, evaluation, run_dir.name))
+
+    remaining = run.timesteps - model.num_timesteps
+    if remaining > 0:
+        model.learn(total_timesteps=remaining if checkpoint is not None else run.timesteps,
+                    callback=CallbackList(callbacks), reset_num_timesteps=checkpoint is None, log_interval=1)
+    else:  # resuming a run that had finished: nothing to learn, the files below are rewritten
+        CallbackList(callbacks[:-1] if progress else callbacks).init_callback(model)
+    if not evaluation.history or evaluation.history[-1]["timesteps"] != model.num_timesteps:
+        evaluation.run_evaluation()  # the final policy, on the same held-out seeds
+        model.logger.dump(model.num_timesteps)
+    if checkpoint is None or state["num_timesteps"] != model.num_timesteps:
+        ckpt.save()  # so that --resume of a finished run has nothing left to do
+    _save_model_dir(run_dir / "final", model, {"timesteps": model.num_timesteps})
+    write_json_atomic(run_dir / "evaluations.json", evaluation.history)
+    write_report(run_dir, run, baselines)
+    return run_dir
+
+
+def _baselines(run_dir: Path, run: RunConfig) -> dict[str, dict[str, float]]:
+    """Summaries of the baselines on the evaluation seeds, computed once per run and kept in baselines.json."""
+    path = run_dir / "baselines.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    from lobgym.agents import make_agent
+
+    ev = run.agent.eval
+    out = {}
+    for name in ev.baselines if ev.baselines is not None else default_baselines(run.env):
+        out[name] = evaluate(make_agent(name, run.env), run.env, episodes=ev.episodes, seed=ev.seed,
+                             name=name).summary
+    write_json_atomic(path, out)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- report
+def trained_agent(run_dir: str | Path, which: str = "best") -> PolicyAgent:
+    """A run's model (``best``, falling back to ``final``, or ``final``) as an evaluation agent."""
+    import pickle
+
+    run_dir = Path(run_dir)
+    run = RunConfig.read(run_dir)
+    order = ["best", "final"] if which == "best" else ["final"]
+    for sub in order:
+        folder = run_dir / sub
+        if (folder / "model.zip").is_file():
+            model = load_model(folder / "model.zip", run.agent.kind)
+            vecnorm = None
+            if (folder / "vecnormalize.pkl").is_file():
+                with open(folder / "vecnormalize.pkl", "rb") as fh:
+                    vecnorm = pickle.load(fh)  # noqa: S301 -- written by this run
+            return PolicyAgent(model, vecnorm)
+    raise ValueError(f"{run_dir}: no trained model yet (looked for {', '.join(f'{s}/model.zip' for s in order)}); "
+                     f"resume it with `lobgym train --resume {run_dir}`")
+
+
+def write_report(run_dir: Path, run: RunConfig, baselines: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """report.json and report.md: the final and best models against the baselines, on the held-out seeds."""
+    ev = run.agent.eval
+    rows: dict[str, dict[str, float]] = {}
+    for which in ("final", "best"):
+        if (run_dir / which / "model.zip").is_file():
+            result: Evaluation = evaluate(trained_agent(run_dir, which), run.env, episodes=ev.episodes, seed=ev.seed,
+                                          name=which)
+            rows[f"{run.agent.name} ({which})"] = result.summary
+    rows.update(baselines)
+    report = {"run": run_dir.name, "env": run.env.name, "agent": run.agent.name, "seed": run.seed,
+              "timesteps": run.timesteps, "eval_episodes": ev.episodes,
+              "eval_seeds": [ev.seed, ev.seed + ev.episodes - 1],
+              "agents": rows}
+    write_json_atomic(run_dir / "report.json", report)
+    cols = [("return", "return_mean"), ("PnL mean", "pnl_mean"), ("PnL std", "pnl_std"), ("Sharpe", "sharpe"),
+            ("mean abs q", "mean_abs_inventory"), ("fills", "fills_mean")]
+    lines = [f"# {run_dir.name}", "",
+             f"{run.agent.kind.upper()} preset `{run.agent.name}` on env `{run.env.name}`, seed {run.seed}, "
+             f"{run.timesteps:,} timesteps. Deterministic evaluation: {ev.episodes} episodes on held-out market "
+             f"seeds {ev.seed}..{ev.seed + ev.episodes - 1}, the same for every row.", "",
+             "| agent | " + " | ".join(c for c, _ in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, s in rows.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(s.get(k)) for _, k in cols) + " |")
+    write_text_atomic(run_dir / "report.md", "\n".join(lines) + "\n")
+    return report
+
+
+def _fmt(x: Any) -> str:
+    return "-" if x is None or not np.isfinite(x) else f"{x:.4g}"
