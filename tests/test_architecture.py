@@ -35,12 +35,13 @@ LAYERS: dict[str, int] = {
     "vec_env": 6,
     "__init__": 7,
     "agents": 8,
-    "bench": 8,
+    "bench": 9,
     "validation": 8,
     "study": 9,
     "plots": 9,
-    "cli": 10,
-    "__main__": 11,
+    "report": 10,
+    "cli": 11,
+    "__main__": 12,
 }
 
 #: Third-party packages the engine may use; everything else must be in the standard library.

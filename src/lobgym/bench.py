@@ -221,8 +221,63 @@ def import_and_first_step_seconds(env: str) -> float:
     return float(out.strip().splitlines()[-1])
 
 
+def bench_training(env: str, agent: str, timesteps: int) -> dict:
+    """SB3 training throughput with a preset, and the share of wall time spent inside the env.
+
+    The run is :func:`lobgym.agents.training.new_model` on the preset's batched env (as ``lobgym
+    train`` builds it, without evaluation and checkpoint callbacks); a wrapper right above the
+    lobgym vec env times ``reset``, ``step_async`` and ``step_wait``, so SB3's own wrappers
+    (``VecNormalize``) count as training time, not env time.
+    """
+    import torch
+    from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
+
+    from lobgym.agents.training import RunConfig, make_controller, make_training_env, new_model
+    from lobgym.config import load_training_config
+
+    class Timed(VecEnvWrapper):
+        def __init__(self, venv):
+            super().__init__(venv)
+            self.seconds = 0.0
+
+        def reset(self):
+            t = time.perf_counter()
+            obs = self.venv.reset()
+            self.seconds += time.perf_counter() - t
+            return obs
+
+        def step_async(self, actions):
+            t = time.perf_counter()
+            self.venv.step_async(actions)
+            self.seconds += time.perf_counter() - t
+
+        def step_wait(self):
+            t = time.perf_counter()
+            out = self.venv.step_wait()
+            self.seconds += time.perf_counter() - t
+            return out
+
+    cfg = load_training_config(agent)
+    run_cfg = RunConfig(load_env_config(env), cfg, 0, timesteps)
+    torch.set_num_threads(cfg.torch_threads)
+    venv = make_training_env(run_cfg)
+    timed = Timed(venv.venv if isinstance(venv, VecNormalize) else venv)
+    if isinstance(venv, VecNormalize):
+        venv.venv = timed
+    else:
+        venv = timed
+    model = new_model(run_cfg, venv, make_controller(cfg))
+    t = time.perf_counter()
+    model.learn(timesteps)
+    total = time.perf_counter() - t
+    return {"what": f"{cfg.kind.upper()} training ({cfg.name})", "env": run_cfg.env.name, "agent": cfg.name,
+            "n_envs": cfg.n_envs, "timesteps": model.num_timesteps, "seconds": total,
+            "timesteps_per_s": model.num_timesteps / total, "env_seconds": timed.seconds,
+            "env_share": timed.seconds / total}
+
+
 def run(env: str = "as2008", n_envs: tuple[int, ...] = (1, 100, 1000, 10000), min_seconds: float = 1.0,
-        startup: bool = True, book: bool = True) -> dict:
+        startup: bool = True, book: bool = True, train: tuple[str, ...] = (), train_timesteps: int = 50_000) -> dict:
     """All measurements, as a dict ready for JSON."""
     cfg = load_env_config(env)
     rows = [bench_single(cfg, min_seconds)]
@@ -241,4 +296,6 @@ def run(env: str = "as2008", n_envs: tuple[int, ...] = (1, 100, 1000, 10000), mi
         if not isinstance(cfg, BookEnvConfig):
             result["book_env"] = asdict(row := bench_book_env(load_env_config("cst2010"), 1000, min_seconds)) | {
                 "ratio_to_bare": row.ratio}
+    if train:
+        result["training"] = [bench_training(env, agent, train_timesteps) for agent in train]
     return result

@@ -51,10 +51,16 @@ def _fmt(x: float, digits: int = 3) -> str:
     return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def _is_run(spec: str) -> bool:
+    return (Path(spec) / "config.yaml").is_file()
+
+
 @app.command()
 def evaluate(
-    env: Annotated[str, typer.Option(help="env preset name or YAML path")] = "as2008",
-    agent: Annotated[list[str] | None, typer.Option(help="agent preset name or YAML path; repeat to compare")] = None,
+    env: Annotated[str | None, typer.Option(help="env preset name or YAML path [default: a trained run's env, "
+                                                 "else as2008]")] = None,
+    agent: Annotated[list[str] | None, typer.Option(help="agent preset name, YAML path or trained run folder "
+                                                         "(runs/<name>: its best model); repeat to compare")] = None,
     episodes: Annotated[int, typer.Option(min=1, help="episodes per agent")] = 1000,
     seed: Annotated[int, typer.Option(min=0, help="episode j runs on market seed seed + j, for every agent")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
@@ -66,12 +72,25 @@ def evaluate(
     from lobgym.io import write_json_atomic
 
     try:
-        env_cfg = load_env_config(env)
+        runs = [a for a in agent or [] if _is_run(a)]
+        if env is None and runs:
+            from lobgym.agents.training import RunConfig
+
+            env_cfg = RunConfig.read(Path(runs[0])).env
+        else:
+            env_cfg = load_env_config(env or "as2008")
         from lobgym.config import BookEnvConfig
 
         defaults = DEFAULT_BOOK_AGENTS if isinstance(env_cfg, BookEnvConfig) else DEFAULT_AGENTS
-        agent_cfgs = [load_agent_config(a) for a in (agent or defaults)]
-        made = [(cfg.name, make_agent(cfg, env_cfg)) for cfg in agent_cfgs]
+        made = []
+        for spec in agent or defaults:
+            if _is_run(spec):
+                from lobgym.agents.training import trained_agent
+
+                made.append((Path(spec).name, trained_agent(spec, env_cfg=env_cfg)))
+            else:
+                cfg = load_agent_config(spec)
+                made.append((cfg.name, make_agent(cfg, env_cfg)))
     except (ConfigError, ValueError) as err:
         _fail(str(err))
     results = []
@@ -129,12 +148,49 @@ def train(
 
 
 @app.command()
+def study(
+    spec: Annotated[str, typer.Argument(help="study spec: a name in experiments/ or a YAML path")],
+    out: Annotated[Path | None, typer.Option(help="study folder [default: runs/studies/<name>]")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="trials run at once [default: the spec's, "
+                                                                "else the cores]")] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar over trials")] = True,
+) -> None:
+    """Run a grid of trainings (resumes: finished trials are skipped), then write its report."""
+    from lobgym.report import write_report
+    from lobgym.study import run_study
+
+    try:
+        folder = run_study(spec, out=out, workers=workers, progress=progress)
+        report = write_report(folder)
+    except (ConfigError, ValueError) as err:
+        _fail(str(err))
+    console.print(f"study folder: {folder}; results: {folder / 'results.csv'}; report: {report}", highlight=False)
+
+
+@app.command()
+def report(
+    folder: Annotated[Path, typer.Argument(help="a study folder (holding spec.yaml and results.csv)")],
+) -> None:
+    """Write report.md and figures for a study folder."""
+    from lobgym.report import write_report
+
+    try:
+        path = write_report(folder)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    console.print(f"wrote {path}", highlight=False)
+
+
+@app.command()
 def bench(
     env: Annotated[str, typer.Option(help="env preset name or YAML path")] = "as2008",
     n_envs: Annotated[str, typer.Option(help="comma-separated batch sizes")] = "1,100,1000,10000",
     seconds: Annotated[float, typer.Option(min=0.01, help="minimum timed seconds per measurement")] = 1.0,
     startup: Annotated[bool, typer.Option(help="also time import + first step in a fresh process")] = True,
     book: Annotated[bool, typer.Option(help="also measure the order book under CST flow")] = True,
+    train: Annotated[list[str] | None, typer.Option(help="also time training with this preset (repeat: "
+                                                         "--train ppo --train sac) and the env's share of it")] = None,
+    train_timesteps: Annotated[int, typer.Option(min=1, help="timesteps per training measurement")] = 50_000,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
 ) -> None:
     """Measure env-steps/s (single env and batched) against a bare random-number loop."""
@@ -148,7 +204,7 @@ def bench(
     except ValueError:
         _fail(f"--n-envs = {n_envs!r}: expected comma-separated integers >= 1, e.g. 1,100,1000")
     try:
-        result = run(env, sizes, seconds, startup, book)
+        result = run(env, sizes, seconds, startup, book, tuple(train or ()), train_timesteps)
     except (ConfigError, ValueError) as err:
         _fail(str(err))
     table = Table(title=f"lobgym bench: env {result['env']}, {result['threads']} numba threads")
@@ -179,6 +235,10 @@ def bench(
                       f"{be['steps_per_s'] * be['events_per_step']:,.0f} background events/s "
                       f"({be['events_per_step']:.1f} per step; bare loop of the same draws: "
                       f"{be['bare_steps_per_s']:,.0f} steps/s, ratio {be['ratio_to_bare']:.0%})")
+    for tr in result.get("training", []):
+        console.print(f"{tr['what']} on {tr['env']}, {tr['n_envs']} envs: {tr['timesteps_per_s']:,.0f} timesteps/s "
+                      f"({tr['timesteps']:,} in {tr['seconds']:.1f} s); time inside the env: "
+                      f"{tr['env_seconds']:.2f} s = {tr['env_share']:.1%} of the wall time", highlight=False)
     if json_out is not None:
         write_json_atomic(json_out, result)
         console.print(f"wrote {json_out}")

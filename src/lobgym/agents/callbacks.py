@@ -20,6 +20,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from lobgym.agents.checkpoints import base_vec_env, save_checkpoint
 from lobgym.agents.evaluation import Evaluation, evaluate
+from lobgym.io import write_json_atomic
 
 
 class PolicyAgent:
@@ -142,8 +143,10 @@ class EvalCallback(BaseCallback):
     ``eval_pnl`` and ``eval_sharpe`` to the learning-rate controller, and keeps the best model."""
 
     def __init__(self, env_cfg: Any, every: int, episodes: int, seed: int, metric: str,
-                 baselines: dict[str, dict[str, float]], save_best: Callable[[], None], controller: Any = None):
+                 baselines: dict[str, dict[str, float]], save_best: Callable[[], None], controller: Any = None,
+                 history_path: Path | None = None):
         super().__init__()
+        self.history_path = history_path
         self.env_cfg, self.every, self.episodes, self.seed, self.metric = env_cfg, every, episodes, seed, metric
         self.baselines = baselines
         self.save_best = save_best
@@ -175,6 +178,8 @@ class EvalCallback(BaseCallback):
         else:
             row["lr"] = float(self.model.lr_schedule(self.model._current_progress_remaining))
         self.history.append(row)
+        if self.history_path is not None:  # rewritten after each evaluation: curves of unfinished runs too
+            write_json_atomic(self.history_path, self.history)
         for key in ("return", "pnl", "sharpe", "mean_abs_inventory", "fills"):
             self.logger.record(f"eval/{key}", row[key])
         for name, summary in self.baselines.items():

@@ -285,7 +285,7 @@ def _train(run_dir: Path, run: RunConfig, resume: bool, progress: bool) -> Path:
                               save_best=lambda: _save_model_dir(run_dir / "best", model, {
                                   "timesteps": model.num_timesteps, "metric": ev.metric,
                                   "score": evaluation.best}),
-                              controller=controller)
+                              controller=controller, history_path=run_dir / "evaluations.json")
     episodes = EpisodeMetricsCallback()
     stateful: dict[str, Any] = {"episodes": episodes, "evaluation": evaluation}
     callbacks: list[Any] = [episodes, GradNormCallback()]
@@ -315,7 +315,6 @@ def _train(run_dir: Path, run: RunConfig, resume: bool, progress: bool) -> Path:
     if checkpoint is None or state["num_timesteps"] != model.num_timesteps:
         ckpt.save()  # so that --resume of a finished run has nothing left to do
     _save_model_dir(run_dir / "final", model, {"timesteps": model.num_timesteps})
-    write_json_atomic(run_dir / "evaluations.json", evaluation.history)
     write_report(run_dir, run, baselines)
     return run_dir
 
@@ -337,12 +336,22 @@ def _baselines(run_dir: Path, run: RunConfig) -> dict[str, dict[str, float]]:
 
 
 # ----------------------------------------------------------------------------------------- report
-def trained_agent(run_dir: str | Path, which: str = "best") -> PolicyAgent:
-    """A run's model (``best``, falling back to ``final``, or ``final``) as an evaluation agent."""
+def trained_agent(run_dir: str | Path, which: str = "best", env_cfg: Any = None) -> PolicyAgent:
+    """A run's model (``best``, falling back to ``final``, or ``final``) as an evaluation agent; with
+    ``env_cfg``, checks that the env's observations and actions are the ones the model was trained on."""
     import pickle
 
     run_dir = Path(run_dir)
     run = RunConfig.read(run_dir)
+    if env_cfg is not None:
+        from lobgym.vec_env import make_vec_env
+
+        trained, other = make_vec_env(run.env), make_vec_env(load_env_config(env_cfg))
+        if (trained.observation_space, trained.action_space) != (other.observation_space, other.action_space):
+            raise ConfigError(f"agent {str(run_dir)!r} was trained on env {run.env.name!r}; env "
+                              f"{load_env_config(env_cfg).name!r} has other observations or actions "
+                              f"({other.observation_space}, {other.action_space} against "
+                              f"{trained.observation_space}, {trained.action_space})")
     order = ["best", "final"] if which == "best" else ["final"]
     for sub in order:
         folder = run_dir / sub
