@@ -705,8 +705,12 @@ def load_training_config(spec: str | Path | dict | TrainingConfig) -> TrainingCo
     return cfg
 
 
-def _agent_model(data: Any) -> type[BaseModel]:
+def _agent_model(data: Any) -> type[BaseModel] | str:
     kind = data.get("kind") if isinstance(data, dict) else None
-    return TrainingConfig if kind in ALGORITHMS else AgentConfig
+    if kind in ALGORITHMS:
+        return TrainingConfig
+    if isinstance(kind, str) and kind not in BASELINE_PARAMS:
+        return f"kind = {kind!r}: unknown agent; allowed: {', '.join([*BASELINE_PARAMS, *ALGORITHMS])}"
+    return AgentConfig
 
 

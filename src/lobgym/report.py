@@ -107,7 +107,11 @@ def plot_curves(arms: dict[tuple, dict[str, Any]], baselines: dict, path: Path) 
     panels = sorted({(a[0], a[3]) for a in arms}, key=lambda p: (p[0], float(p[1]) if p[1] else 0.0))
     lines = sorted({(a[1], a[2]) for a in arms})
     colors = {ln: plt.cm.tab10(i % 10) for i, ln in enumerate(lines)}
-    fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 6.5), squeeze=False, sharex="col")
+    fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 6.5), squeeze=False, sharex="col",
+                             sharey="row")
+    from matplotlib.ticker import FuncFormatter
+
+    thousands = FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0")
     for j, (env, lr) in enumerate(panels):
         top, bottom = axes[0, j], axes[1, j]
         for arm, s in arms.items():
@@ -128,6 +132,7 @@ def plot_curves(arms: dict[tuple, dict[str, Any]], baselines: dict, path: Path) 
         top.set_title(f"{env}" + (f", initial lr {float(lr):g}" if lr else ""), fontsize=10)
         bottom.set_yscale("log")
         bottom.set_xlabel("timesteps")
+        bottom.xaxis.set_major_formatter(thousands)
         if j == 0:
             top.set_ylabel("evaluation return (mean, 95% band)")
             bottom.set_ylabel("learning rate (each seed)")

@@ -274,6 +274,8 @@ class LRController:
             for rule, saved in zip(self.rules, rules, strict=True):
                 if set(saved) != set(asdict(rule)):
                     raise ValueError(f"rule {type(rule).__name__}: saved fields {sorted(saved)} differ")
+                for key, value in saved.items():
+                    _check_type(rule, key, value)
             multiplier = float(state["multiplier"])
             history = [tuple(h) for h in state["history"]]
         except (KeyError, TypeError, ValueError) as err:
@@ -283,6 +285,17 @@ class LRController:
                 setattr(rule, k, v)
         self.multiplier = multiplier
         self.history = history
+
+
+def _check_type(rule: Rule, key: str, value: Any) -> None:
+    """A saved rule field must have the kind of value the rule holds (text, or a number / None)."""
+    current = getattr(rule, key)
+    if isinstance(current, str):
+        ok = isinstance(value, str)
+    else:
+        ok = value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+    if not ok:
+        raise ValueError(f"rule {type(rule).__name__}: {key} = {value!r} is not a valid value")
 
 
 def controller_of(model: Any) -> LRController:

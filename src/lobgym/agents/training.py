@@ -189,7 +189,10 @@ def run_metadata() -> dict[str, Any]:
 
 
 def _append_command(run_dir: Path, command: list[str] | None) -> None:
-    line = shlex.join(command if command is not None else sys.argv)
+    command = list(command if command is not None else sys.argv)
+    if command and Path(command[0]).name in ("lobgym", "__main__.py"):
+        command[0] = "lobgym"  # what the user typed, not the entry point's path
+    line = shlex.join(command)
     path = run_dir / "command.txt"
     previous = path.read_text() if path.is_file() else ""
     write_text_atomic(path, previous + line + "\n")
@@ -207,6 +210,7 @@ def _save_model_dir(folder: Path, model: Any, extra: dict[str, Any]) -> None:
         (tmp / "info.json").write_text(json.dumps(extra, indent=2) + "\n")
         tmp.chmod(0o755)  # mkdtemp makes it private
         old = folder.with_name(f".{folder.name}.old")
+        shutil.rmtree(old, ignore_errors=True)  # left behind if a run was killed right after the last swap
         if folder.exists():
             os.replace(folder, old)
         os.replace(tmp, folder)
@@ -231,6 +235,7 @@ def start(env: Any, agent: Any, seed: int = 0, timesteps: int | None = None, nam
     if (run_dir / "config.yaml").exists():
         raise ConfigError(f"run folder {str(run_dir)!r} already holds a run: continue it with "
                           f"`lobgym train --resume {run_dir}` or pick another --name")
+    new_model(run, make_training_env(run), make_controller(agent_cfg))  # SB3's own checks, before any file
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
     write_json_atomic(run_dir / "meta.json", run_metadata())
@@ -261,7 +266,13 @@ def _train(run_dir: Path, run: RunConfig, resume: bool, progress: bool) -> Path:
     if checkpoint is not None:
         state = read_state(checkpoint)
         if controller is not None:
-            controller.load_state_dict(read_controller_state(checkpoint))
+            try:
+                controller.load_state_dict(read_controller_state(checkpoint))
+            except ValueError as err:
+                if "controller.json" in str(err):
+                    raise
+                raise ValueError(f"{checkpoint / 'controller.json'}: {err}; refusing to resume at a default "
+                                 "learning rate") from None
         if isinstance(venv, VecNormalize):
             venv = VecNormalize.load(str(checkpoint / "vecnormalize.pkl"), base_vec_env(venv))
             venv.returns = state["vecnormalize_returns"].copy()
