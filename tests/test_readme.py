@@ -59,3 +59,22 @@ def test_lr_controller_example_runs():
     namespace: dict = {"lobgym": lobgym}
     exec(example, namespace)
     assert namespace["model"].num_timesteps >= 256
+
+
+def test_training_preset_example_validates():
+    from lobgym.config import TrainingConfig, load_training_config
+    from lobgym.presets import load_yaml
+
+    (example,) = [b for b in _blocks("yaml") if "kind: ppo" in b]
+    cfg = load_training_config(load_yaml(example))
+    assert isinstance(cfg, TrainingConfig) and cfg.optimizer.name == "adamw" and cfg.learning_rate == 3e-4
+
+
+def test_learning_rate_yaml_example_builds_a_controller():
+    from lobgym.agents.lr_control import DivergenceGuard, KLTarget, build_controller
+    from lobgym.presets import load_yaml
+
+    (example,) = [b for b in _blocks("yaml") if b.startswith("learning_rate:")]
+    controller = build_controller(load_yaml(example)["learning_rate"])
+    assert [type(r) for r in controller.rules] == [KLTarget, DivergenceGuard]
+    assert controller(1.0) == 3e-4 and controller.lr_max == 3e-2

@@ -665,3 +665,37 @@ def test_cli_train_names_the_bad_field_of_a_yaml_preset(tmp_path, runner):
     assert f"error: {preset}: hyperparams.n_epoch: not a PPO hyperparameter here; allowed: n_steps" in \
         _flat(result.output)
     assert not (tmp_path / "runs").exists()
+
+
+def test_divergence_guard_with_reload_best_puts_back_the_best_weights(tmp_path):
+    from lobgym.agents.callbacks import ReloadBestCallback
+    from lobgym.agents.lr_control import build_controller
+
+    ctrl = build_controller({"base": {"kind": "constant", "lr": 3e-4},
+                             "rules": [{"kind": "divergence_guard", "reload_best": True}]})
+    model = PPO("MlpPolicy", lobgym.make_vec_env("cj2015", n_envs=2, seed=0), learning_rate=ctrl, n_steps=32,
+                batch_size=32, n_epochs=1, seed=0, device="cpu")
+    best = tmp_path / "best"
+    best.mkdir()
+    model.save(best / "model.zip")
+    saved = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    model.learn(64)
+    assert any(not torch.equal(saved[k], v) for k, v in model.policy.state_dict().items())  # training moved them
+    cb = ReloadBestCallback(ctrl, best)
+    cb.init_callback(model)
+    cb.on_rollout_start()
+    assert cb.reloads == 0  # the guard has not fired
+    ctrl.observe("loss", float("nan"))
+    cb.on_rollout_start()
+    assert cb.reloads == 1
+    assert all(torch.equal(saved[k], v) for k, v in model.policy.state_dict().items())
+    cb.on_rollout_start()
+    assert cb.reloads == 1  # one reload per firing
+
+
+def test_a_saved_flag_of_the_wrong_type_is_refused():
+    guard = LRController(Constant(1e-3), [DivergenceGuard(reload_best=True)])
+    state = guard.state_dict()
+    state["rules"][0]["reload_best"] = 1
+    with pytest.raises(ValueError, match="reload_best = 1"):
+        LRController(Constant(1e-3), [DivergenceGuard(reload_best=True)]).load_state_dict(state)

@@ -442,6 +442,8 @@ class DivergenceGuardRule(_Strict):
     max_ratio: float = Field(10.0, gt=1)
     cut: float = Field(0.1, gt=0, lt=1)
     cooldown: int = Field(10, ge=0)
+    reload_best: bool = Field(False, description="lobgym train: also reload the best model's weights and "
+                                                 "optimizer state when the guard fires")
 
 
 class LRControlConfig(_Strict):

@@ -204,6 +204,35 @@ class EvalCallback(BaseCallback):
         self.next_eval, self.best, self.history = state["next_eval"], state["best"], list(state["history"])
 
 
+class ReloadBestCallback(BaseCallback):
+    """When a divergence guard with ``reload_best`` fires, loads the best model's weights and optimizer
+    state (``best/model.zip``) back into the model, at the start of the next rollout."""
+
+    def __init__(self, controller: Any, best: Path):
+        super().__init__()
+        self.guards = [r for r in controller.rules if getattr(r, "reload_best", False)]
+        self.best = best
+        self.seen = sum(g.fired for g in self.guards)
+        self.reloads = 0
+
+    def _on_rollout_start(self) -> None:
+        fired = sum(g.fired for g in self.guards)
+        if fired > self.seen and (self.best / "model.zip").is_file():
+            self.model.set_parameters(str(self.best / "model.zip"), exact_match=True, device=self.model.device)
+            self.reloads += 1
+            self.logger.record("lr_control/reloads_of_best", self.reloads)
+        self.seen = fired
+
+    def _on_step(self) -> bool:
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seen": self.seen, "reloads": self.reloads}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.seen, self.reloads = state["seen"], state["reloads"]
+
+
 class CheckpointCallback(BaseCallback):
     """Every ``every`` timesteps, at the start of a rollout, writes a checkpoint with the state of
     ``stateful`` callbacks (see :mod:`lobgym.agents.checkpoints`)."""

@@ -24,7 +24,8 @@ multiplier that the rules move. Each rule reacts to one named signal:
   falls by more than ``tolerance``.
 * :class:`DivergenceGuard` (losses, KL): a non-finite value, or one above ``max_ratio`` times the
   running mean of its magnitude, cuts the multiplier by ``cut`` at once and blocks every increase
-  (from any rule) for the next ``cooldown`` observations of that signal.
+  (from any rule) for the next ``cooldown`` observations of that signal. With ``reload_best``,
+  ``lobgym train`` also puts back the best model's weights and optimizer state.
 
 The multiplier stays within ``[multiplier_min, multiplier_max]``.
 """
@@ -198,6 +199,7 @@ class DivergenceGuard(Rule):
     cut: float = 0.1
     cooldown: int = 10
     decay: float = 0.9
+    reload_best: bool = False  #: read by lobgym train, which reloads the best model when ``fired`` grows
     mean_abs: float | None = None
     blocked: int = 0
     fired: int = 0
@@ -290,8 +292,8 @@ class LRController:
 def _check_type(rule: Rule, key: str, value: Any) -> None:
     """A saved rule field must have the kind of value the rule holds (text, or a number / None)."""
     current = getattr(rule, key)
-    if isinstance(current, str):
-        ok = isinstance(value, str)
+    if isinstance(current, str | bool):
+        ok = isinstance(value, type(current))
     else:
         ok = value is None or (isinstance(value, int | float) and not isinstance(value, bool))
     if not ok:

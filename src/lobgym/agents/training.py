@@ -42,6 +42,7 @@ from lobgym.agents.callbacks import (
     GradNormCallback,
     PolicyAgent,
     ProgressCallback,
+    ReloadBestCallback,
 )
 from lobgym.agents.checkpoints import base_vec_env, latest_checkpoint, read_controller_state, read_state, set_rng_states
 from lobgym.agents.evaluation import Evaluation, evaluate
@@ -304,6 +305,9 @@ def _train(run_dir: Path, run: RunConfig, resume: bool, progress: bool) -> Path:
         lr_callback = make_lr_callback(controller)
         stateful["lr_control"] = lr_callback
         callbacks.append(lr_callback)
+        if any(getattr(r, "reload_best", False) for r in controller.rules):
+            stateful["reload_best"] = ReloadBestCallback(controller, run_dir / "best")
+            callbacks.append(stateful["reload_best"])
     callbacks.append(evaluation)
     ckpt = CheckpointCallback(run_dir / "checkpoints", cfg.checkpoint.every, cfg.checkpoint.keep, controller, stateful)
     callbacks.append(ckpt)
