@@ -699,3 +699,21 @@ def test_a_saved_flag_of_the_wrong_type_is_refused():
     state["rules"][0]["reload_best"] = 1
     with pytest.raises(ValueError, match="reload_best = 1"):
         LRController(Constant(1e-3), [DivergenceGuard(reload_best=True)]).load_state_dict(state)
+
+
+@pytest.mark.parametrize(("name", "kwargs", "cls"), [
+    ("adam", {"eps": 1e-5}, torch.optim.Adam),
+    ("adamw", {"weight_decay": 0.05, "betas": [0.8, 0.9]}, torch.optim.AdamW),
+    ("rmsprop", {"alpha": 0.95, "momentum": 0.1}, torch.optim.RMSprop),
+])
+@pytest.mark.parametrize("kind", ["ppo", "sac"])
+def test_the_presets_optimizer_and_its_kwargs_are_used(kind, name, kwargs, cls):
+    preset = {"kind": kind, "n_envs": 2, "policy": {"net_arch": [8]}, "optimizer": {"name": name, "kwargs": kwargs},
+              "hyperparams": {"n_steps": 16, "batch_size": 16} if kind == "ppo" else {"buffer_size": 100}}
+    run = training.RunConfig(load_env_config("cj2015"), load_training_config(preset), 0, 64)
+    model = training.new_model(run, training.make_training_env(run), None)
+    optimizers = [model.policy.optimizer] if kind == "ppo" else [model.actor.optimizer, model.critic.optimizer]
+    for opt in optimizers:
+        assert type(opt) is cls
+        for key, value in kwargs.items():
+            assert opt.defaults[key] == (tuple(value) if isinstance(value, list) else value)
