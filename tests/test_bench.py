@@ -1,8 +1,17 @@
-"""The benchmark's book row measures real work: events applied by the engine and the same draws bare."""
+"""The benchmark's book row measures real work (events applied by the engine and the same draws bare), and
+``lobgym bench --all`` runs a validated benchmark spec into a JSON, a figure and a report."""
 
 from __future__ import annotations
 
-from lobgym.bench import bench_book_env, bench_book_flow
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from lobgym.bench import BenchSpec, bench_book_env, bench_book_flow, load_bench_spec, run_spec
+from lobgym.config import ConfigError
 
 
 def test_book_flow_row_counts_events_and_memory():
@@ -23,3 +32,128 @@ def test_book_env_row_counts_background_events_per_step():
     # with a 30-second warm-up that the row counts, so ~38 * (20 + 30) / 20 per step
     assert 30 * 50 / 20 < row.events_per_step < 50 * 50 / 20
     assert row.steps_per_s > 0 and row.bare_steps_per_s > row.steps_per_s
+
+
+# ------------------------------------------------------------------------- the benchmark spec (--all)
+TINY = {"kind": "benchmark", "name": "tiny", "seconds": 0.01,
+        "reduced_form": {"envs": ["as2008"], "n_envs": [1, 10]},
+        "book_flow": {"books": 2, "seconds": 3}}
+
+
+def test_shipped_benchmark_spec_validates():
+    spec = load_bench_spec("env_benchmark")
+    assert isinstance(spec, BenchSpec) and spec.kind == "benchmark" and spec.name == "env_benchmark"
+    assert spec.reduced_form.n_envs and spec.book.n_envs and spec.book_flow is not None
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"kind": "training"}, ["kind = 'training'", "'benchmark'"]),
+    ({"seconds": 0}, ["seconds = 0", "greater than 0"]),
+    ({"reduced_form": {"envs": ["as2008"], "n_envs": [0, 10]}}, ["reduced_form.n_envs = [0, 10]", ">= 1"]),
+    ({"reduced_form": {"envs": ["as2008"], "n_envs": [10, 10]}}, ["reduced_form.n_envs", "distinct"]),
+    ({"reduced_form": {"envs": ["as2008"], "n_envs": [1], "sizes": [2]}},
+     ["reduced_form.sizes", "allowed: envs, n_envs, single"]),
+    ({"reduced_form": {"envs": ["cst2010"], "n_envs": [1]}},
+     ["reduced_form.envs", "'cst2010'", "market.kind = book", "reduced-form market envs only"]),
+    ({"book": {"envs": ["as2008"], "n_envs": [1]}}, ["book.envs", "'as2008'", "order-book market envs only"]),
+    ({"book": {"envs": ["no_such_env"], "n_envs": [1]}}, ["book.envs", "no_such_env", "cst2010"]),
+    ({"book_flow": "yes"}, ["book_flow = 'yes'", "true, false"]),
+    ({"training": {"agents": ["random"]}}, ["training.agents", "'random'", "ppo"]),
+    ({"trainig": {"agents": ["ppo"]}}, ["trainig", "allowed:", "training"]),
+])
+def test_bad_spec_errors_name_field_value_and_what_is_allowed(change, expected):
+    with pytest.raises(ConfigError) as err:
+        load_bench_spec(TINY | change)
+    for text in expected:
+        assert text in str(err.value), str(err.value)
+
+
+def test_spec_with_nothing_to_measure_is_refused():
+    with pytest.raises(ConfigError, match="reduced_form, book, book_flow, training"):
+        load_bench_spec({"kind": "benchmark"})
+    assert load_bench_spec(TINY | {"book_flow": True}).book_flow.books == 100  # true: the defaults
+    assert load_bench_spec(TINY | {"book_flow": False}).book_flow is None
+
+
+def _check_outputs(out, result):
+    data = json.loads((out / "benchmark.json").read_text())
+    assert data["kind"] == "benchmark" and data["name"] == result["name"]
+    png = (out / "throughput.png").read_bytes()
+    assert len(png) > 1000 and png.startswith(b"\x89PNG\r\n\x1a\n")
+    return data, (out / "README.md").read_text()
+
+
+def test_run_spec_writes_json_figure_and_report(tmp_path):
+    from tests.test_book_env import small
+
+    out = tmp_path / "bench"
+    book_yaml = tmp_path / "small_book.yaml"
+    book_yaml.write_text(yaml.safe_dump(small()))
+    spec = TINY | {"book": {"envs": [str(book_yaml)], "n_envs": [2], "single": False}}
+    result = run_spec(spec, out, progress=False, command=["lobgym", "bench", "--all"])
+    data, readme = _check_outputs(out, result)
+    rows = data["rows"]
+    assert [(r["market"], r["n_envs"], r["bare_steps_per_s"] is None) for r in rows] == [
+        ("reduced_form", 1, True), ("reduced_form", 1, False), ("reduced_form", 10, False), ("book", 2, False)]
+    for r in rows[1:]:
+        assert r["steps_per_s"] > 0 and r["ratio_to_bare"] == pytest.approx(r["steps_per_s"] / r["bare_steps_per_s"])
+        assert r["memory_bytes_per_env"] == pytest.approx(r["memory_bytes"] / r["n_envs"])
+    # memory per env does not depend on N (one row of each per-env array per env); a book weighs far more
+    assert all(r["threads"] == 1 for r in rows)  # N below the parallel thresholds: single-thread kernels
+    assert rows[1]["memory_bytes_per_env"] == rows[2]["memory_bytes_per_env"] > 0
+    assert rows[3]["memory_bytes_per_env"] > 10 * rows[1]["memory_bytes_per_env"]
+    assert rows[3]["events_per_s"] == pytest.approx(rows[3]["steps_per_s"] * rows[3]["events_per_step"])
+    assert data["book_flow"]["n_books"] == 2 and data["book_flow"]["events_per_s"] > 0
+    assert data["training"] == [] and data["import_and_first_step_s"] is None
+    assert data["command"] == "lobgym bench --all"
+    assert set(data["versions"]) >= {"lobgym", "numpy", "numba", "stable-baselines3", "torch"}
+    assert data["machine"]["numba_threads"] >= 1 and len(data["machine"]["load_average_start"]) == 3
+    # the report: one table line per row, the book engine, the machine, the command and the figure
+    assert readme.startswith("# tiny")
+    assert readme.count("| as2008 |") == 3 and readme.count("| small_book |") == 1
+    assert "## Order-book market" in readme and "## Book engine" in readme and "## Training" not in readme
+    assert "`lobgym bench --all`" in readme and "](throughput.png)" in readme and "numba" in readme
+
+
+def test_run_spec_accepts_a_yaml_path_and_writes_training_rows(tmp_path, monkeypatch):
+    import lobgym.bench as bench
+
+    calls = []
+
+    def fake_training(env, agent, timesteps):  # the real one is timed in test_training; here: the plumbing
+        calls.append((env, agent, timesteps))
+        return {"what": "PPO training (ppo)", "env": env, "agent": agent, "n_envs": 16, "timesteps": timesteps,
+                "seconds": 2.0, "timesteps_per_s": timesteps / 2.0, "env_seconds": 0.5, "env_share": 0.25}
+
+    monkeypatch.setattr(bench, "bench_training", fake_training)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({"kind": "benchmark", "training": {"agents": ["ppo"], "timesteps": 64}}))
+    result = run_spec(path, tmp_path / "out", progress=False)
+    assert result["name"] == "spec" and calls == [("as2008", "ppo", 64)] and result["rows"] == []
+    _, readme = _check_outputs(tmp_path / "out", result)
+    assert "## Training" in readme and "| PPO training (ppo) | as2008 | 16 | 64 |" in readme
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["bench --all --spec {spec} --out {out}", "study {spec} --out {out}"])
+def test_cli_bench_all_runs_a_spec_into_out(tmp_path, command):
+    """``lobgym bench --all`` and ``lobgym study`` on a ``kind: benchmark`` spec run the same benchmark."""
+    from tests.test_cli import _python_env
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "report"
+    argv = command.format(spec=spec, out=out).split()
+    proc = subprocess.run([sys.executable, "-m", "lobgym", *argv],
+                          capture_output=True, text=True, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin",
+                                                               **_python_env()})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "VecEnv.step" in proc.stdout and "book engine" in proc.stdout and str(out / "README.md") in proc.stdout
+    data = json.loads((out / "benchmark.json").read_text())
+    assert [r["n_envs"] for r in data["rows"]] == [1, 1, 10]
+    assert data["command"].startswith("lobgym " + command.split()[0])
+    assert (out / "throughput.png").stat().st_size > 0 and (out / "README.md").is_file()
+    bad = subprocess.run([sys.executable, "-m", "lobgym", "bench", "--all", "--spec", str(tmp_path / "nope.yaml")],
+                         capture_output=True, text=True, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin",
+                                                              **_python_env()})
+    assert bad.returncode == 2 and "nope.yaml" in bad.stdout

@@ -4,20 +4,42 @@ The bare loop advances the same per-env generators and draws exactly the random 
 step draws (two fill uniforms, the mid's noise, jumps if any), with the same one-kernel-call-per-step
 granularity and the same threading as the env: it is the speed limit of any env built on these
 random streams, and the benchmark reports each batched env's throughput as a fraction of it.
+
+``lobgym bench --all`` runs a declarative benchmark spec (``experiments/env_benchmark.yaml``,
+``kind: benchmark``; :class:`BenchSpec`) with :func:`run_spec`: every market's presets at every N,
+each next to its bare loop, the book engine's events/s, memory per env and training throughput, all
+in one run, written as ``benchmark.json``, ``throughput.png`` and a ``README.md`` report.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import platform
+import shlex
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
 
 import numba
 import numpy as np
+from pydantic import Field, field_validator, model_validator
 
-from lobgym.config import BookEnvConfig, EnvConfig, load_env_config
+from lobgym.book_simulation import BOOK_PARALLEL_MIN_ENVS
+from lobgym.config import (
+    BookEnvConfig,
+    ConfigError,
+    EnvConfig,
+    _load,
+    _Strict,
+    load_env_config,
+    load_training_config,
+)
+from lobgym.io import write_atomic, write_json_atomic, write_text_atomic
 from lobgym.market._jit import kernel, parallel_kernel
 from lobgym.market.constants import NOISE_BINOMIAL, STREAM_FILLS, STREAM_MARKET
 from lobgym.market.rng import make_rng, normal, poisson_from_uniform, seed_rng, uniform
@@ -50,6 +72,8 @@ class BenchRow:
     steps_per_s: float
     bare_steps_per_s: float | None = None
     events_per_step: float | None = None  #: order-book envs: background events per env step
+    memory_bytes: int | None = None  #: bytes of the simulation's per-env arrays, all N envs (see sim_memory)
+    threads: int = 1  #: threads the env's (and the bare loop's) kernels run on: numba's when parallel
 
     @property
     def ratio(self) -> float | None:
@@ -114,7 +138,9 @@ def bench_batched(cfg: EnvConfig, n_envs: int, min_seconds: float) -> list[Bench
         bare_kernel(rng, p, acc)
 
     bare = _rate(bare_step, n_envs, min_seconds)
-    return [BenchRow("batched VecEnv.step (SB3 API)", n_envs, _rate(vec_step, n_envs, min_seconds), bare)]
+    return [BenchRow("batched VecEnv.step (SB3 API)", n_envs, _rate(vec_step, n_envs, min_seconds), bare,
+                     memory_bytes=sim_memory(venv.sim)[0],
+                     threads=numba.get_num_threads() if n_envs >= PARALLEL_MIN_ENVS else 1)]
 
 
 def _bare_flow(rng, n_events, acc):
@@ -204,7 +230,39 @@ def bench_book_env(cfg: BookEnvConfig, n_envs: int, min_seconds: float) -> Bench
         bare_kernel(rng, draws, acc)
 
     what = f"order-book VecEnv.step ({cfg.market.flow.model} flow)"
-    return BenchRow(what, n_envs, rate, _rate(bare_step, n_envs, min_seconds), events_per_step=per_env_step)
+    return BenchRow(what, n_envs, rate, _rate(bare_step, n_envs, min_seconds), events_per_step=per_env_step,
+                    memory_bytes=sim_memory(venv.sim)[0], threads=numba.get_num_threads() if venv.sim.parallel else 1)
+
+
+#: Simulation attributes shared by all envs (config, parameters, specs), left out of the memory per env.
+_SHARED_ATTRS = frozenset({"cfg", "params", "codec", "obs_spec", "reward_spec"})
+
+
+def sim_memory(sim) -> tuple[int, int]:
+    """``(per_env, other)``: bytes of the numpy arrays a :class:`~lobgym.simulation.Simulation` or
+    :class:`~lobgym.book_simulation.BookSimulation` holds (state, book, flow, fill log, episode
+    statistics, step outcome, generators, reward state, buffers, actions), split into arrays with one
+    row per env and the rest (small fixed-size scratch). The shared config and parameters are left out;
+    views count once, as their base array."""
+    n = sim.n_envs
+    seen: set[int] = set()
+    totals = [0, 0]
+
+    def visit(x) -> None:
+        if isinstance(x, np.ndarray):
+            while isinstance(x.base, np.ndarray):
+                x = x.base
+            if id(x) not in seen:
+                seen.add(id(x))
+                totals[0 if x.ndim and x.shape[0] == n else 1] += x.nbytes
+        elif isinstance(x, tuple):
+            for v in x:
+                visit(v)
+
+    for key, value in vars(sim).items():
+        if key not in _SHARED_ATTRS:
+            visit(value)
+    return totals[0], totals[1]
 
 
 def import_and_first_step_seconds(env: str) -> float:
@@ -299,3 +357,434 @@ def run(env: str = "as2008", n_envs: tuple[int, ...] = (1, 100, 1000, 10000), mi
     if train:
         result["training"] = [bench_training(env, agent, train_timesteps) for agent in train]
     return result
+
+
+# ------------------------------------------------------------------------------ the benchmark study
+MARKET_TITLES = {"reduced_form": "reduced-form market", "book": "order-book market"}
+
+
+class BenchMarketSpec(_Strict):
+    """The env presets of one market and the batch sizes to time them at."""
+
+    envs: list[str] = Field(min_length=1, description="env preset names or YAML paths")
+    n_envs: list[int] = Field(min_length=1, description="batch sizes N of MarketMakingVecEnv.step")
+    single: bool = Field(True, description="also time one env through gymnasium.make + env.step")
+
+    @field_validator("n_envs")
+    @classmethod
+    def _sizes(cls, v):
+        if any(n < 1 for n in v) or len(set(v)) != len(v):
+            raise ValueError("batch sizes must be distinct integers >= 1, e.g. [1, 10, 100]")
+        return v
+
+
+class BookFlowBenchSpec(_Strict):
+    """The book engine alone under the CST (2010) flow, one core (:func:`bench_book_flow`)."""
+
+    books: int = Field(100, gt=0, description="independent books")
+    seconds: float = Field(200.0, gt=0, description="seconds of flow simulated per book")
+
+
+class TrainingBenchSpec(_Strict):
+    """SB3 training throughput and the env's share of it (:func:`bench_training`)."""
+
+    agents: list[str] = Field(min_length=1, description="training preset names or YAML paths (ppo, sac, ...)")
+    env: str = Field("as2008", description="env preset name or YAML path")
+    timesteps: int = Field(50_000, gt=0, description="timesteps per training measurement")
+
+
+class BenchSpec(_Strict):
+    """``kind: benchmark``: env-steps/s of each market's presets at each N next to the bare loop,
+    book engine events/s, memory per env, and optionally training throughput, all in one run."""
+
+    kind: Literal["benchmark"]
+    name: str = "env_benchmark"
+    description: str = ""
+    seconds: float = Field(1.0, gt=0, description="minimum timed seconds per measurement")
+    reduced_form: BenchMarketSpec | None = Field(None, description="reduced-form env presets and their N")
+    book: BenchMarketSpec | None = Field(None, description="order-book env presets and their N")
+    book_flow: BookFlowBenchSpec | None = Field(None, description="book engine events/s (true: the defaults)")
+    memory: bool = Field(True, description="report the simulation's bytes per env at each N")
+    startup: bool = Field(False, description="time import + make + reset + first step in a fresh process "
+                                             "(the first reduced-form env, else the first book env)")
+    training: TrainingBenchSpec | None = Field(None, description="training throughput with these presets")
+
+    @field_validator("book_flow", mode="before")
+    @classmethod
+    def _flag(cls, v):
+        if isinstance(v, bool):
+            return {} if v else None
+        if v is not None and not isinstance(v, dict | BookFlowBenchSpec):
+            raise ValueError("allowed: true, false, or a mapping {books: 100, seconds: 200}")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> BenchSpec:
+        if self.reduced_form is None and self.book is None and self.book_flow is None and self.training is None:
+            raise ValueError("nothing to measure: give at least one of reduced_form, book, book_flow, training")
+        for market, want in (("reduced_form", EnvConfig), ("book", BookEnvConfig)):
+            group = getattr(self, market)
+            for env in group.envs if group is not None else ():
+                try:
+                    cfg = load_env_config(env)
+                except ConfigError as err:
+                    raise ValueError(f"{market}.envs: {env!r}: {err}") from None
+                if not isinstance(cfg, want):
+                    kind, other = ("book", "book") if market == "reduced_form" else ("reduced_form", "reduced_form")
+                    raise ValueError(f"{market}.envs: {env!r} has market.kind = {kind}; allowed here: "
+                                     f"{MARKET_TITLES[market]} envs only (list it under {other}.envs)")
+        if self.training is not None:
+            for agent in self.training.agents:
+                try:
+                    load_training_config(agent)
+                except ConfigError as err:
+                    raise ValueError(f"training.agents: {agent!r}: {err}") from None
+            try:
+                load_env_config(self.training.env)
+            except ConfigError as err:
+                raise ValueError(f"training.env = {self.training.env!r}: {err}") from None
+        return self
+
+
+def load_bench_spec(spec: str | Path | dict | BenchSpec) -> BenchSpec:
+    """A benchmark spec from a name in ``experiments/`` (``env_benchmark``), a YAML path or a dict."""
+    return _load(BenchSpec, "experiments", spec)
+
+
+def machine_info() -> dict[str, Any]:
+    """Platform, CPU model, cores, numba threads and the load average when called."""
+    cpu = None
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), None)
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "platform": platform.platform(), "python": platform.python_version(),
+        "cpu": cpu or platform.processor() or None, "cores": os.cpu_count(),
+        "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "numba_threads": numba.get_num_threads(),
+    }
+    try:
+        info["numba_threading_layer"] = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet
+        info["numba_threading_layer"] = None
+    return info
+
+
+def package_versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in ("lobgym", "numpy", "numba", "gymnasium", "stable-baselines3", "torch", "pydantic"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _git_commit() -> str | None:
+    try:
+        proc = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def _command(command: list[str] | None) -> str:
+    argv = list(sys.argv if command is None else command)
+    if argv and Path(argv[0]).name in ("lobgym", "__main__.py"):
+        argv[0] = "lobgym"
+    return shlex.join(argv)
+
+
+def _row(market: str, env: str, r: BenchRow, memory: bool) -> dict[str, Any]:
+    row = {"market": market, "env": env} | asdict(r) | {"ratio_to_bare": r.ratio}
+    row["events_per_s"] = r.steps_per_s * r.events_per_step if r.events_per_step is not None else None
+    if memory and r.memory_bytes is not None:
+        row["memory_bytes_per_env"] = r.memory_bytes / r.n_envs
+    else:
+        row["memory_bytes"] = row["memory_bytes_per_env"] = None
+    row["load_1min"] = os.getloadavg()[0]
+    return row
+
+
+def run_spec(spec: str | Path | dict | BenchSpec, out: Path, progress: bool = True,
+             command: list[str] | None = None) -> dict:
+    """Run every measurement of a benchmark spec in one process, then write ``benchmark.json``,
+    ``throughput.png`` and ``README.md`` into ``out``; returns the results (the JSON's content).
+
+    Each env-steps/s figure is paired with the bare random-number loop of the same envs measured
+    right next to it; ``command`` (default ``sys.argv``) is recorded as the command that ran it.
+    """
+    spec = load_bench_spec(spec)
+    out = Path(out)
+    started = datetime.now(timezone.utc)
+    t_start = time.perf_counter()
+    load_start = os.getloadavg()
+    jobs: list[tuple[str, Any]] = []
+    for market in ("reduced_form", "book"):
+        group = getattr(spec, market)
+        for env in group.envs if group is not None else ():
+            if group.single:
+                jobs.append((f"{env}: single env", ("single", market, env)))
+            jobs += [(f"{env}: N = {n:,}", ("batched", market, env, n)) for n in group.n_envs]
+    if spec.book_flow is not None:
+        jobs.append(("book engine events/s", ("book_flow",)))
+    startup_env = (spec.reduced_form or spec.book).envs[0] if spec.startup and (spec.reduced_form or spec.book) \
+        else None
+    if startup_env is not None:
+        jobs.append(("import + first step", ("startup",)))
+    for agent in spec.training.agents if spec.training is not None else ():
+        jobs.append((f"training {agent}", ("training", agent)))
+
+    result: dict[str, Any] = {"kind": "benchmark", "name": spec.name, "description": spec.description,
+                              "spec": spec.model_dump(mode="json"), "rows": [], "book_flow": None,
+                              "import_and_first_step_s": None, "training": []}
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.description}"), disable=not progress, transient=True,
+                   auto_refresh=False)  # no refresh thread competing with the timed kernels for the cores
+    with bar:
+        task = bar.add_task("", total=len(jobs))
+        for label, job in jobs:
+            bar.update(task, description=label, refresh=True)
+            if job[0] == "single":
+                cfg = load_env_config(job[2])
+                result["rows"].append(_row(job[1], cfg.name, bench_single(cfg, spec.seconds), spec.memory))
+            elif job[0] == "batched":
+                _, market, env, n = job
+                cfg = load_env_config(env)
+                row = bench_book_env(cfg, n, spec.seconds) if market == "book" else bench_batched(
+                    cfg, n, spec.seconds)[0]
+                result["rows"].append(_row(market, cfg.name, row, spec.memory))
+            elif job[0] == "book_flow":
+                bf = bench_book_flow(spec.book_flow.books, spec.book_flow.seconds)
+                result["book_flow"] = bf | {"ratio_to_bare": bf["events_per_s"] / bf["bare_events_per_s"]}
+            elif job[0] == "startup":
+                result["import_and_first_step_s"] = import_and_first_step_seconds(startup_env)
+                result["startup_env"] = load_env_config(startup_env).name
+            else:
+                result["training"].append(bench_training(spec.training.env, job[1], spec.training.timesteps))
+            bar.update(task, advance=1, refresh=True)
+    result["machine"] = machine_info() | {"load_average_start": list(load_start),
+                                          "load_average_end": list(os.getloadavg())}
+    result["versions"] = package_versions() | {"git_commit": _git_commit()}
+    result["command"] = _command(command)
+    result["started"] = started.isoformat(timespec="seconds")
+    result["wall_seconds"] = time.perf_counter() - t_start
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "benchmark.json", result)
+    plot_throughput(result, out / "throughput.png")
+    write_text_atomic(out / "README.md", report_markdown(result))
+    return result
+
+
+def plot_throughput(result: dict, path: Path) -> Path:
+    """Env-steps/s against N (log-log), one panel per market, the bare loop dashed in the same colour."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    markets = [m for m in MARKET_TITLES if any(r["market"] == m for r in result["rows"])]
+    fig = Figure(figsize=(6.0 * max(1, len(markets)), 5.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, max(1, len(markets)), squeeze=False)[0]
+    for ax, market in zip(axes, markets, strict=False):
+        rows = [r for r in result["rows"] if r["market"] == market]
+        for k, env in enumerate(dict.fromkeys(r["env"] for r in rows)):
+            color = f"C{k}"
+            batched = sorted((r for r in rows if r["env"] == env and r["bare_steps_per_s"]), key=lambda r: r["n_envs"])
+            single = [r for r in rows if r["env"] == env and not r["bare_steps_per_s"]]
+            if batched:
+                ns = [r["n_envs"] for r in batched]
+                ax.plot(ns, [r["steps_per_s"] for r in batched], "o-", color=color, label=f"{env}: VecEnv.step")
+                ax.plot(ns, [r["bare_steps_per_s"] for r in batched], "x--", color=color, alpha=0.8,
+                        label=f"{env}: bare loop (limit)")
+            for r in single:
+                ax.plot([1], [r["steps_per_s"]], "*", color=color, markersize=11, label=f"{env}: gymnasium.make")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("N (batched envs)")
+        ax.set_ylabel("env-steps/s")
+        ax.set_title(MARKET_TITLES[market])
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16))
+    if not markets:
+        axes[0].text(0.5, 0.5, "no env measurements in this spec", ha="center", va="center")
+        axes[0].set_axis_off()
+    fig.suptitle(f"{result['name']}: env-steps/s vs N ({result['machine']['numba_threads']} numba threads)")
+    return write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
+
+
+def _num(x: float | None, digits: int = 0) -> str:
+    return "-" if x is None else f"{x:,.{digits}f}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
+def _bytes(x: float | None) -> str:
+    if x is None:
+        return "-"
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if x >= scale:
+            return f"{x / scale:,.1f} {unit}"
+    return f"{x:,.0f} B"
+
+
+def _what(r: dict) -> str:
+    return "single env, `gymnasium.make` + `env.step`" if not r["bare_steps_per_s"] else "`VecEnv.step` (SB3 API)"
+
+
+def report_markdown(result: dict) -> str:
+    """The benchmark's ``README.md``: every row with its ratio to the bare loop, the book engine,
+    memory per env, training, and the machine, versions and command of the run."""
+    m, v = result["machine"], result["versions"]
+    lines = [f"# {result['name']}", ""]
+    if result.get("description"):
+        lines += [result["description"].strip(), ""]
+    lines += [f"Measured by `{result['command']}` on {result['started']} in {result['wall_seconds']:.0f} s "
+              f"(numba compilation included), "
+              f"all rows in that one run. Each figure is the best of three timed runs of at least "
+              f"{result['spec']['seconds'] / 3:.2g} s; each env-steps/s figure sits next to the bare loop "
+              f"(the same generators drawing the same random numbers per step, with the same threading) "
+              f"measured right after it, the speed limit of any env built on those draws.", "",
+              f"Machine: {m['cpu'] or 'unknown CPU'}, {m['cores_available']} of {m['cores']} cores available, "
+              f"{m['numba_threads']} numba threads; load average (1, 5, 15 min) "
+              f"{_loadavg(m['load_average_start'])} at the start and {_loadavg(m['load_average_end'])} at the end "
+              f"(the machine is shared: other jobs' load lowers the figures; each row's `load` column is the "
+              f"1-minute load average just after it).", "",
+              *_load_caveat(result), "![env-steps/s vs N](throughput.png)", ""]
+    show_memory = result["spec"].get("memory", True)
+    for market, title in MARKET_TITLES.items():
+        rows = [r for r in result["rows"] if r["market"] == market]
+        if not rows:
+            continue
+        book = market == "book"
+        head = ["env", "what", "N", "threads", "env-steps/s", "bare loop steps/s", "ratio to bare"]
+        head += ["events/step", "book events/s"] if book else []
+        head += ["memory/env"] if show_memory else []
+        head += ["load"]
+        lines += [f"## {title[0].upper() + title[1:]}", "", "| " + " | ".join(head) + " |",
+                  "|" + "---|" * len(head)]
+        for r in rows:
+            cells = [r["env"], _what(r), f"{r['n_envs']:,}", str(r["threads"]), _num(r["steps_per_s"]),
+                     _num(r["bare_steps_per_s"]), _pct(r["ratio_to_bare"])]
+            cells += [_num(r["events_per_step"], 1), _num(r["events_per_s"])] if book else []
+            cells += [_bytes(r["memory_bytes_per_env"])] if show_memory else []
+            cells += [f"{r['load_1min']:.2f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+        if book:
+            lines += ["Book events/s counts every background event the engine applied, the warm-ups of "
+                      "episodes that restarted in the timed window included; the bare loop draws, per env "
+                      "step, the latency uniforms and per event a waiting time and a choice.", "",
+                      *_restart_caveat(rows)]
+    if show_memory and result["rows"]:
+        lines += ["Memory/env: bytes of the simulation's numpy arrays with one row per env (market state, "
+                  "book, flow and fill log, episode statistics, step outcome, generators, reward state, "
+                  "observation/reward/metric buffers, actions) divided by N; the shared config and parameters, "
+                  "Python objects and compiled code are not counted.", ""]
+    bf = result.get("book_flow")
+    if bf:
+        lines += ["## Book engine", "", "| what | books | events | events/s | bare loop events/s | ratio to bare "
+                  "| memory, 1,000 books x 200 levels x 1,024 orders |", "|---|---|---|---|---|---|---|",
+                  f"| {bf['what']} | {bf['n_books']:,} | {bf['events']:,} | {_num(bf['events_per_s'])} | "
+                  f"{_num(bf['bare_events_per_s'])} | {_pct(bf['ratio_to_bare'])} | "
+                  f"{_bytes(bf['memory_1000_books_200_levels_1024_orders_bytes'])} |", ""]
+    if result.get("import_and_first_step_s") is not None:
+        lines += [f"`import lobgym` + `gymnasium.make` + reset + first step of `{result['startup_env']}` in a fresh "
+                  f"process, numba cache warm: {result['import_and_first_step_s']:.2f} s.", ""]
+    if result.get("training"):
+        lines += ["## Training", "", "| what | env | N envs | timesteps | seconds | timesteps/s | env seconds | "
+                  "env share |", "|---|---|---|---|---|---|---|---|"]
+        for t in result["training"]:
+            lines.append(f"| {t['what']} | {t['env']} | {t['n_envs']} | {t['timesteps']:,} | {t['seconds']:.1f} | "
+                         f"{_num(t['timesteps_per_s'])} | {t['env_seconds']:.2f} | {t['env_share']:.1%} |")
+        lines += ["", "Env seconds: time inside the lobgym vec env (reset, step_async, step_wait); SB3's own "
+                  "wrappers count as training time.", ""]
+    lines += ["## Machine and versions", "", "| | |", "|---|---|",
+              f"| command | `{result['command']}` |", f"| started (UTC) | {result['started']} |",
+              f"| platform | {m['platform']} |", f"| CPU | {m['cpu'] or '-'} |",
+              f"| cores (available / total) | {m['cores_available']} / {m['cores']} |",
+              f"| numba threads | {m['numba_threads']} ({m.get('numba_threading_layer') or '-'} layer) |",
+              f"| load average at start / end | {_loadavg(m['load_average_start'])} / "
+              f"{_loadavg(m['load_average_end'])} |",
+              f"| Python | {m['python']} |"]
+    lines += [f"| {name} | {ver or 'not installed'} |" for name, ver in v.items() if name != "git_commit"]
+    if v.get("git_commit"):
+        lines.append(f"| git commit | {v['git_commit']} |")
+    lines += ["", "Raw numbers: [`benchmark.json`](benchmark.json).", ""]
+    return "\n".join(lines)
+
+
+def _restart_caveat(rows: list[dict]) -> list[str]:
+    """A note on book rows whose timed runs saw no episode restart (about half the events per step)."""
+    flagged = []
+    for env in dict.fromkeys(r["env"] for r in rows):
+        eps = [r for r in rows if r["env"] == env and r["events_per_step"]]
+        top = max((r["events_per_step"] for r in eps), default=0.0)
+        flagged += [f"{env} N = {r['n_envs']:,}" for r in eps if r["events_per_step"] < 0.75 * top]
+    if not flagged:
+        return []
+    return [f"Each episode starts with `market.warmup` seconds of flow (300 s in the presets, as long as the "
+            f"episode), and the N envs of a row restart together. Rows whose timed runs were shorter than an "
+            f"episode may contain no restart: they show about half the events per step (the episode's own flow) "
+            f"and an env-steps/s above the long-run average, here {', '.join(flagged)}.", ""]
+
+
+def _load_caveat(result: dict) -> list[str]:
+    """A warning paragraph when the load average exceeded the cores during the run."""
+    m = result["machine"]
+    loads = [m["load_average_start"][0], m["load_average_end"][0], *(r["load_1min"] for r in result["rows"])]
+    cores = m["cores_available"] or 1
+    if max(loads) <= cores:
+        return []
+    return [f"**The machine was oversubscribed during this run** (1-minute load up to {max(loads):.1f} on {cores} "
+            f"cores). Kernels that run on {m['numba_threads']} threads (the `threads` column: reduced-form N >= "
+            f"{PARALLEL_MIN_ENVS:,}, book N >= {BOOK_PARALLEL_MIN_ENVS}) wait at every step for all their threads "
+            f"to be scheduled, so their rows, bare loop included, fall furthest below an idle machine's; "
+            f"single-thread rows suffer less. Compare rows with similar load only.", ""]
+
+
+def _loadavg(values: list[float]) -> str:
+    return ", ".join(f"{x:.2f}" for x in values)
+
+
+def rich_tables(result: dict) -> list[Any]:
+    """Rich tables of a :func:`run_spec` result, for the terminal."""
+    from rich.table import Table
+
+    m = result["machine"]
+    tables = []
+    table = Table(title=f"lobgym bench --all ({result['name']}): {m['numba_threads']} numba threads, load "
+                        f"{_loadavg(m['load_average_start'])} -> {_loadavg(m['load_average_end'])}")
+    for col in ("market", "env", "what", "N", "threads", "env-steps/s", "bare steps/s", "ratio", "events/s",
+                "memory/env"):
+        table.add_column(col, justify="left" if col in ("market", "env", "what") else "right")
+    for r in result["rows"]:
+        what = "VecEnv.step" if r["bare_steps_per_s"] else "gymnasium.make"
+        table.add_row(r["market"].replace("_", "-"), r["env"], what, f"{r['n_envs']:,}", str(r["threads"]),
+                      _num(r["steps_per_s"]), _num(r["bare_steps_per_s"]), _pct(r["ratio_to_bare"]),
+                      _num(r["events_per_s"]), _bytes(r["memory_bytes_per_env"]))
+    tables.append(table)
+    bf = result.get("book_flow")
+    if bf:
+        table = Table(title="book engine")
+        for col in ("what", "books", "events/s", "bare loop events/s", "ratio", "1,000 books x 200 levels"):
+            table.add_column(col, justify="left" if col == "what" else "right")
+        table.add_row(bf["what"], f"{bf['n_books']:,}", _num(bf["events_per_s"]), _num(bf["bare_events_per_s"]),
+                      _pct(bf["ratio_to_bare"]), _bytes(bf["memory_1000_books_200_levels_1024_orders_bytes"]))
+        tables.append(table)
+    if result.get("training"):
+        table = Table(title="training")
+        for col in ("what", "env", "N envs", "timesteps/s", "env share"):
+            table.add_column(col, justify="left" if col in ("what", "env") else "right")
+        for t in result["training"]:
+            table.add_row(t["what"], t["env"], str(t["n_envs"]), _num(t["timesteps_per_s"]), f"{t['env_share']:.1%}")
+        tables.append(table)
+    return tables

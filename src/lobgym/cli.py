@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -131,7 +132,6 @@ def train(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Train PPO or SAC on an env; writes runs/<name>/ (config, TensorBoard, checkpoints, models, report)."""
-    import sys
 
     from lobgym.agents import training
 
@@ -154,17 +154,49 @@ def study(
     workers: Annotated[int | None, typer.Option(min=1, help="trials run at once [default: the spec's, "
                                                                 "else the cores]")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar over trials")] = True,
+    backend: Annotated[str, typer.Option(help="where trials run: local (a process pool) or ray (Ray tasks, "
+                                              "on a local Ray instance or a cluster; needs Ray installed)")] = "local",
+    address: Annotated[str | None, typer.Option(help="with --backend ray: an existing Ray cluster's address "
+                                                     "[default: start a local Ray instance]")] = None,
 ) -> None:
-    """Run a grid of trainings (resumes: finished trials are skipped), then write its report."""
+    """Run a grid of trainings (resumes: finished trials are skipped), then write its report.
+    A spec with ``kind: benchmark`` (experiments/env_benchmark.yaml) runs as ``lobgym bench --all``."""
     from lobgym.report import write_report
     from lobgym.study import run_study
 
+    if _spec_kind(spec) == "benchmark":
+        _bench_all(spec, out)
+        return
     try:
-        folder = run_study(spec, out=out, workers=workers, progress=progress)
+        folder = run_study(spec, out=out, workers=workers, progress=progress, backend=backend, address=address)
         report = write_report(folder)
     except (ConfigError, ValueError) as err:
         _fail(str(err))
     console.print(f"study folder: {folder}; results: {folder / 'results.csv'}; report: {report}", highlight=False)
+
+
+def _spec_kind(spec: str) -> str | None:
+    """The ``kind:`` of an experiments/ spec (``benchmark``), or None (a training study)."""
+    try:
+        data = presets.read_yaml(presets.resolve("experiments", spec))
+    except (ValueError, FileNotFoundError):
+        return None  # run_study reports the missing spec with its own message
+    return data.get("kind") if isinstance(data, dict) else None
+
+
+def _bench_all(spec: str, out: Path | None) -> None:
+    from lobgym.bench import load_bench_spec, rich_tables, run_spec
+
+    try:
+        bench_spec = load_bench_spec(spec)
+        folder = out if out is not None else Path("experiments") / bench_spec.name
+        result = run_spec(bench_spec, folder)
+    except (ConfigError, ValueError) as err:
+        _fail(str(err))
+    for table in rich_tables(result):
+        console.print(table)
+    console.print(f"wrote {folder / 'README.md'}, {folder / 'benchmark.json'}, {folder / 'throughput.png'}",
+                  highlight=False)
 
 
 @app.command()
@@ -192,11 +224,20 @@ def bench(
                                                          "--train ppo --train sac) and the env's share of it")] = None,
     train_timesteps: Annotated[int, typer.Option(min=1, help="timesteps per training measurement")] = 50_000,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="run the benchmark spec (--spec) instead: every market, N, "
+                                                     "book events/s, memory, training; writes a report")] = False,
+    spec: Annotated[str, typer.Option(help="with --all: benchmark spec, a name in experiments/ or a YAML path")]
+    = "env_benchmark",
+    out: Annotated[Path | None, typer.Option(help="with --all: report folder [default: experiments/<spec name>]")]
+    = None,
 ) -> None:
     """Measure env-steps/s (single env and batched) against a bare random-number loop."""
     from lobgym.bench import run
     from lobgym.io import write_json_atomic
 
+    if all_:
+        _bench_all(spec, out)
+        return
     try:
         sizes = tuple(int(x) for x in n_envs.split(","))
         if any(n < 1 for n in sizes):

@@ -42,7 +42,10 @@ def _label(arm: tuple[str, str, str, str], with_env: bool) -> str:
 
 
 def baselines_of(out: Path, rows: list[dict[str, str]]) -> dict[str, dict[str, dict[str, float]]]:
-    """env -> baseline -> summary, from the trials' own baselines.json (same seeds for every trial)."""
+    """env -> baseline -> summary: the study's baselines.json, else (older study folders) the
+    trials' own baselines.json (same seeds for every trial)."""
+    if (out / "baselines.json").is_file():
+        return json.loads((out / "baselines.json").read_text())
     found: dict[str, dict[str, dict[str, float]]] = {}
     for row in rows:
         if row["env"] not in found:
@@ -52,13 +55,14 @@ def baselines_of(out: Path, rows: list[dict[str, str]]) -> dict[str, dict[str, d
     return found
 
 
-def summarize_arms(rows: list[dict[str, str]]) -> dict[tuple, dict[str, Any]]:
-    """Per arm: final metrics per seed, their mean and bootstrap CI, and the learning curves."""
+def summarize_arms(rows: list[dict[str, str]], curve: str = "return") -> dict[tuple, dict[str, Any]]:
+    """Per arm: final metrics per seed, their mean and bootstrap CI, each reward term's mean episode
+    sum (``terms``), and the learning curves."""
     finals: dict[tuple, list[dict[str, str]]] = defaultdict(list)
     curves: dict[tuple, dict[str, list[tuple[int, float, float]]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         arm = _arm(row)
-        curves[arm][row["seed"]].append((int(row["timesteps"]), float(row["return"]), float(row["lr_now"])))
+        curves[arm][row["seed"]].append((int(row["timesteps"]), float(row[curve]), float(row["lr_now"])))
         if row["final"] == "1":
             finals[arm].append(row)
     out = {}
@@ -69,6 +73,8 @@ def summarize_arms(rows: list[dict[str, str]]) -> dict[tuple, dict[str, Any]]:
             stats[m] = x
             stats[f"{m}_mean"] = float(np.mean(x))
             stats[f"{m}_ci"] = bootstrap_ci(x)
+        stats["terms"] = {k.removeprefix("term_"): float(np.mean([float(r[k]) for r in fin]))
+                          for k in fin[0] if k.startswith("term_") and fin[0][k] != ""}
         out[arm] = stats
     return out
 
@@ -96,9 +102,9 @@ def normalised(arms: dict[tuple, dict[str, Any]], baselines: dict[str, dict[str,
     return out
 
 
-def plot_curves(arms: dict[tuple, dict[str, Any]], baselines: dict, path: Path) -> Path:
-    """Evaluation return (mean and 95% band over seeds) and learning rate against timesteps; one
-    column per (env, initial lr), one line per agent / reward."""
+def plot_curves(arms: dict[tuple, dict[str, Any]], baselines: dict, path: Path, curve: str = "return") -> Path:
+    """Evaluation ``curve`` (return or PnL; mean and 95% band over seeds) and learning rate against
+    timesteps; one column per (env, initial lr), one line per agent / reward."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -107,13 +113,16 @@ def plot_curves(arms: dict[tuple, dict[str, Any]], baselines: dict, path: Path) 
     panels = sorted({(a[0], a[3]) for a in arms}, key=lambda p: (p[0], float(p[1]) if p[1] else 0.0))
     lines = sorted({(a[1], a[2]) for a in arms})
     colors = {ln: plt.cm.tab10(i % 10) for i, ln in enumerate(lines)}
-    fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 6.5), squeeze=False, sharex="col",
-                             sharey="row")
+    one_env = len({env for env, _ in panels}) == 1  # share the y axes only where the scales agree
+    # the learning-rate row only when some rate moved or differs between arms
+    show_lr = _rates_vary(arms)
+    fig, axes = plt.subplots(2 if show_lr else 1, len(panels), figsize=(4.2 * len(panels), 6.5 if show_lr else 3.6),
+                             squeeze=False, sharex="col", sharey="row" if one_env else False)
     from matplotlib.ticker import FuncFormatter
 
     thousands = FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0")
     for j, (env, lr) in enumerate(panels):
-        top, bottom = axes[0, j], axes[1, j]
+        top, bottom = axes[0, j], axes[-1, j]
         for arm, s in arms.items():
             if (arm[0], arm[3]) != (env, lr):
                 continue
@@ -124,19 +133,101 @@ def plot_curves(arms: dict[tuple, dict[str, Any]], baselines: dict, path: Path) 
             name = " / ".join(x for x in (arm[1], arm[2]) if x)
             top.plot(steps, mean, color=c, label=name)
             top.fill_between(steps, mean - half, mean + half, color=c, alpha=0.2)
-            for r in rate:
+            for r in rate if show_lr else ():
                 bottom.plot(steps, r, color=c, alpha=0.6, lw=1)
         for b, summary in sorted(baselines.get(env, {}).items()):
-            top.axhline(summary["return_mean"], ls=":", lw=1, color="grey")
-            top.annotate(b, (0, summary["return_mean"]), fontsize=7, color="grey", va="bottom")
+            level = summary[f"{curve}_mean"]
+            top.axhline(level, ls=":", lw=1, color="grey")
+            top.annotate(b, (0, level), fontsize=7, color="grey", va="bottom")
         top.set_title(f"{env}" + (f", initial lr {float(lr):g}" if lr else ""), fontsize=10)
-        bottom.set_yscale("log")
+        if show_lr:
+            bottom.set_yscale("log")
         bottom.set_xlabel("timesteps")
         bottom.xaxis.set_major_formatter(thousands)
         if j == 0:
-            top.set_ylabel("evaluation return (mean, 95% band)")
-            bottom.set_ylabel("learning rate (each seed)")
+            top.set_ylabel(f"evaluation {'PnL' if curve == 'pnl' else 'return'} (mean, 95% band)")
+            if show_lr:
+                bottom.set_ylabel("learning rate (each seed)")
     axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
+    plt.close(fig)
+    return path
+
+
+def _rates_vary(arms: dict[tuple, dict[str, Any]]) -> bool:
+    """Whether some learning rate moved during training or differs between arms."""
+    return len({lr for s in arms.values() for c in s["curves"].values() for _, _, lr in c}) > 1
+
+
+def plot_frontier(arms: dict[tuple, dict[str, Any]], baselines: dict, path: Path) -> Path:
+    """Risk against return of the final policies: mean PnL against std of PnL and against mean |q|,
+    one point per arm (bars: 95% bootstrap CI of the mean PnL over seeds), baselines in grey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted({a[0] for a in arms})
+    fig, axes = plt.subplots(len(envs), 2, figsize=(11, 4.2 * len(envs)), squeeze=False)
+    for i, env in enumerate(envs):
+        mine = sorted((a for a in arms if a[0] == env), key=lambda a: (a[1], a[2], a[3]))
+        for j, (risk, label) in enumerate((("pnl_std", "std of episode PnL"),
+                                           ("mean_abs_inventory", "mean |inventory|"))):
+            ax = axes[i, j]
+            for k, arm in enumerate(mine):
+                s = arms[arm]
+                lo, hi = s["pnl_ci"]
+                ax.errorbar(s[f"{risk}_mean"], s["pnl_mean"], yerr=[[s["pnl_mean"] - lo], [hi - s["pnl_mean"]]],
+                            fmt="o", color=plt.cm.tab10(k % 10), label=_label(arm, False), capsize=3)
+            for name, b in sorted(baselines.get(env, {}).items()):
+                x = b["pnl_std"] if risk == "pnl_std" else b["mean_abs_inventory"]
+                ax.plot(x, b["pnl_mean"], marker="s", color="grey", ls="none")
+                ax.annotate(name, (x, b["pnl_mean"]), fontsize=7, color="grey", xytext=(3, 3),
+                            textcoords="offset points")
+            ax.set_xlabel(label)
+            ax.set_ylabel("mean episode PnL")
+            ax.set_title(f"{env}: return against risk", fontsize=10)
+        axes[i, 0].legend(fontsize=7)
+    fig.tight_layout()
+    write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
+    plt.close(fig)
+    return path
+
+
+def plot_attribution(arms: dict[tuple, dict[str, Any]], path: Path) -> Path:
+    """Each arm's mean episode reward split into its weighted terms, as shares of the arm's total
+    absolute term mass (stacked; negatives below 0), so that arms whose rewards differ in scale by
+    orders of magnitude (CARA utility against PnL) are all readable; each bar is labelled with the
+    arm's mean episode reward."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted({a[0] for a in arms})
+    names = sorted({t for s in arms.values() for t in s["terms"]})
+    colors = {t: plt.cm.tab10(i % 10) for i, t in enumerate(names)}
+    fig, axes = plt.subplots(1, len(envs), figsize=(max(6.0, 1.1 * len(arms)), 4.8), squeeze=False)
+    for ax, env in zip(axes[0], envs, strict=True):
+        mine = sorted((a for a in arms if a[0] == env), key=lambda a: (a[1], a[2], a[3]))
+        for x, arm in enumerate(mine):
+            terms = arms[arm]["terms"]
+            mass = sum(abs(v) for v in terms.values())
+            up = down = 0.0
+            for t, v in sorted(terms.items()):
+                share = v / mass if mass > 0 else 0.0
+                ax.bar(x, share, bottom=up if share >= 0 else down, color=colors[t], width=0.7)
+                up, down = (up + share, down) if share >= 0 else (up, down + share)
+            ax.annotate(f"{arms[arm]['return_mean']:.4g}", (x, up), xytext=(0, 2), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=7)
+        ax.axhline(0, color="black", lw=0.5)
+        ax.set_ylim(-1.1, 1.15)
+        ax.set_ylabel("share of the arm's total |term| (label: mean episode reward)", fontsize=8)
+        ax.set_xticks(range(len(mine)), [_label(a, False) for a in mine], rotation=35, ha="right", fontsize=8)
+        ax.set_title(f"{env}: reward by term", fontsize=10)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[t]) for t in names]
+    axes[0, -1].legend(handles, names, fontsize=7)
     fig.tight_layout()
     write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
     plt.close(fig)
@@ -164,38 +255,66 @@ def write_report(out: str | Path) -> Path:
     rows = load_results(out)
     if not rows:
         raise ValueError(f"{out / 'results.csv'}: no finished trials to report on")
-    arms = summarize_arms(rows)
+    # Rewards differ between reward variants, so their returns are not comparable: PnL is.
+    curve = "pnl" if spec.rewards else "return"
+    arms = summarize_arms(rows, curve)
     baselines = baselines_of(out, rows)
     norm = normalised(arms, baselines, spec.normalise)
-    fig = plot_curves(arms, baselines, out / "learning_curves.png")
+    fig = plot_curves(arms, baselines, out / "learning_curves.png", curve)
+    frontier = plot_frontier(arms, baselines, out / "frontier.png")
+    attribution = plot_attribution(arms, out / "attribution.png")
     with_env = len({a[0] for a in arms}) > 1
     lines = [f"# Study `{spec.name}`", "", spec.description.strip(), "",
              f"{len(rows)} evaluations of {sum(s['seeds'] for s in arms.values())} finished trials; budget "
              f"{spec.timesteps:,} timesteps per trial; evaluation: {spec.eval.episodes} episodes on market seeds "
              f"{spec.eval.seed}..{spec.eval.seed + spec.eval.episodes - 1}, the same for every trial and baseline.",
              "", "## Final evaluation per arm (mean over seeds, 95% bootstrap CI)", ""]
-    head = ["arm", "seeds", "return", "return 95% CI", "PnL", "PnL std", "Sharpe", "mean abs q"]
+    head = ["arm", "seeds", "return", "return 95% CI", "PnL", "PnL 95% CI", "PnL std", "Sharpe", "mean abs q"]
     if norm:
         head += [f"normalised ({spec.normalise.zero} = 0, best {spec.normalise.one} = 1)", "worst seed"]
     lines += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for arm in sorted(arms, key=lambda a: (a[0], a[1], a[2], float(a[3]) if a[3] else 0.0)):
         s = arms[arm]
         cells = [_label(arm, with_env), str(s["seeds"]), _f(s["return_mean"]),
-                 f"[{_f(s['return_ci'][0])}, {_f(s['return_ci'][1])}]", _f(s["pnl_mean"]), _f(s["pnl_std_mean"]),
+                 f"[{_f(s['return_ci'][0])}, {_f(s['return_ci'][1])}]", _f(s["pnl_mean"]),
+                 f"[{_f(s['pnl_ci'][0])}, {_f(s['pnl_ci'][1])}]", _f(s["pnl_std_mean"]),
                  _f(s["sharpe_mean"]), _f(s["mean_abs_inventory_mean"])]
         if norm:
             n = norm.get(arm)
             cells += [_f(n["mean"], 2), _f(n["worst_seed"], 2)] if n else ["-", "-"]
         lines.append("| " + " | ".join(cells) + " |")
     for env, bl in baselines.items():
-        lines += ["", f"Baselines on `{env}` (same seeds):", "", "| baseline | return | PnL | PnL std | Sharpe |",
-                  "|---|---|---|---|---|"]
+        # with reward variants a baseline's return depends on the arm's reward; its PnL does not
+        ret = [] if spec.rewards else ["return"]
+        lines += ["", f"Baselines on `{env}` (same seeds):", "",
+                  "| " + " | ".join(["baseline", *ret, "PnL", "PnL std", "Sharpe", "mean abs q"]) + " |",
+                  "|---" * (5 + len(ret)) + "|"]
         for name, b in bl.items():
-            lines.append(f"| {name} | {_f(b['return_mean'])} | {_f(b['pnl_mean'])} | {_f(b['pnl_std'])} | "
-                         f"{_f(b['sharpe'])} |")
-    lines += ["", f"![learning curves and learning rates]({fig.name})", "",
-              "Top: evaluation return against training timesteps (mean over seeds, 95% band); dotted lines: "
-              "baselines. Bottom: the learning rate of each seed's run.", ""]
+            cells = [name] + ([_f(b["return_mean"])] if ret else []) + [
+                _f(b["pnl_mean"]), _f(b["pnl_std"]), _f(b["sharpe"]), _f(b["mean_abs_inventory"])]
+            lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "## Learning curves", "", f"![learning curves and learning rates]({fig.name})", "",
+              ("Top: e" if _rates_vary(arms) else "E")
+              + f"valuation {'PnL (rewards differ between arms)' if curve == 'pnl' else 'return'} against "
+              "training timesteps (mean over seeds, 95% band); dotted lines: baselines."
+              + (" Bottom: the learning rate of each seed's run." if _rates_vary(arms) else
+                 f" Every run kept the same learning rate ({float(rows[0]['lr_now']):g})."), "",
+              "## Risk and return", "", f"![risk-return frontier]({frontier.name})", "",
+              "Mean episode PnL of each arm's final policy against the std of episode PnL (left) and the mean "
+              "|inventory| (right), with 95% bootstrap intervals of the mean PnL over seeds; grey: baselines.", "",
+              "## Reward attribution", ""]
+    terms = sorted({t for s in arms.values() for t in s["terms"]})
+    if terms:
+        lines += ["Mean episode sum of each weighted reward term of the final policies (the terms of each arm's "
+                  "own reward; blank where its reward has no such term):", "",
+                  "| arm | " + " | ".join(terms) + " | total |", "|---" * (len(terms) + 2) + "|"]
+        for arm in sorted(arms, key=lambda a: (a[0], a[1], a[2], float(a[3]) if a[3] else 0.0)):
+            s = arms[arm]
+            lines.append(f"| {_label(arm, with_env)} | " + " | ".join(
+                _f(s["terms"][t]) if t in s["terms"] else "" for t in terms) + f" | {_f(s['return_mean'])} |")
+        lines += ["", f"![reward attribution]({attribution.name})", "",
+                  "Figure: each term's share of the arm's total absolute term mass (rewards differ in scale by "
+                  "orders of magnitude); the label over each bar is the arm's mean episode reward.", ""]
     failures = out / "failures.json"
     if failures.is_file() and json.loads(failures.read_text()):
         lines += ["## Failed trials", ""] + [f"- `{k}`: {v['error']}" for k, v in

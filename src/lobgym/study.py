@@ -13,11 +13,14 @@ trial is recorded in ``failures.json`` and does not stop the others.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import json
 import math
 import os
 import traceback
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
@@ -59,8 +62,9 @@ class StudySpec(_Strict):
     description: str = ""
     envs: list[str] = Field(min_length=1, description="env preset names or YAML paths")
     agents: dict[str, str] = Field(min_length=1, description="label -> training preset name or YAML path")
-    rewards: dict[str, list[RewardTermConfig]] | None = Field(
-        None, description="label -> a reward: list replacing each env's reward [default: the env's own]")
+    rewards: dict[str, list[RewardTermConfig] | dict[str, list[RewardTermConfig]]] | None = Field(
+        None, description="label -> a reward: list replacing each env's reward, or {env name: reward list} "
+                          "when the envs need their own scales [default: the env's own]")
     learning_rates: list[float] | None = Field(
         None, description="initial learning rates: a fixed rate is replaced, a controller's base is rescaled")
     seeds: list[int] = Field(min_length=1)
@@ -90,11 +94,16 @@ class StudySpec(_Strict):
                 load_training_config(preset)
             except ConfigError as err:
                 raise ValueError(f"agents.{label} = {preset!r}: {err}") from None
+        names = []
         for env in self.envs:
             try:
-                load_env_config(env)
+                names.append(load_env_config(env).name)
             except ConfigError as err:
                 raise ValueError(f"envs: {env!r}: {err}") from None
+        for label, variant in (self.rewards or {}).items():
+            if isinstance(variant, dict) and set(variant) != set(names):
+                raise ValueError(f"rewards.{label}: per-env rewards for {sorted(variant)}; the envs are {names}: "
+                                 "give one reward list per env")
         return self
 
 
@@ -143,8 +152,9 @@ def trials(spec: StudySpec) -> list[dict[str, Any]]:
 def trial_configs(spec: StudySpec, trial: dict[str, Any]) -> tuple[Any, TrainingConfig]:
     env = load_env_config(trial["env"])
     if trial["reward"] is not None:
-        env = type(env).model_validate(env.model_dump() | {"reward": [t.model_dump() for t in
-                                                                      spec.rewards[trial["reward"]]]})
+        variant = spec.rewards[trial["reward"]]
+        terms = variant[env.name] if isinstance(variant, dict) else variant
+        env = type(env).model_validate(env.model_dump() | {"reward": [t.model_dump() for t in terms]})
     agent = load_training_config(spec.agents[trial["agent"]])
     if trial["lr"] is not None:
         agent = with_initial_lr(agent, trial["lr"])
@@ -196,24 +206,53 @@ def trial_rows(out: Path, trial: dict[str, Any]) -> list[dict[str, Any]]:
                      "reward": trial["reward"] or "", "lr": "" if trial["lr"] is None else trial["lr"],
                      "seed": trial["seed"], "timesteps": h["timesteps"], "final": int(i == len(history) - 1),
                      "return": h["return"], "pnl": h["pnl"], "pnl_std": h["pnl_std"], "sharpe": h["sharpe"],
-                     "mean_abs_inventory": h["mean_abs_inventory"], "fills": h["fills"], "lr_now": h["lr"]})
+                     "mean_abs_inventory": h["mean_abs_inventory"], "fills": h["fills"], "lr_now": h["lr"]}
+                    | {f"term_{k}": v for k, v in h.get("terms", {}).items()})
     return rows
 
 
 def write_results(out: Path, done: list[dict[str, Any]]) -> Path:
+    rows = [row for trial in sorted(done, key=lambda t: t["id"]) for row in trial_rows(out, trial)]
+    # each reward term's episode sum gets a column (term_<name>); blank where a trial's reward lacks it
+    terms = sorted({k for row in rows for k in row if k.startswith("term_")})
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=[*COLUMNS, *terms], lineterminator="\n", restval="")
     writer.writeheader()
-    for trial in sorted(done, key=lambda t: t["id"]):
-        for row in trial_rows(out, trial):
-            writer.writerow({k: (f"{v:.10g}" if isinstance(v, float) and math.isfinite(v) else v)
-                             for k, v in row.items()})
+    for row in rows:
+        writer.writerow({k: (f"{v:.10g}" if isinstance(v, float) and math.isfinite(v) else v)
+                         for k, v in row.items()})
+    # the baselines on each env's evaluation seeds (from its first trial), so that results.csv,
+    # baselines.json and spec.yaml alone are enough for `lobgym report` (a committed study folder)
+    baselines: dict[str, Any] = {}
+    for row in rows:
+        path = out / "runs" / row["trial"] / "baselines.json"
+        if row["env"] not in baselines and path.is_file():
+            baselines[row["env"]] = json.loads(path.read_text())
+    write_json_atomic(out / "baselines.json", baselines)
     return write_text_atomic(out / "results.csv", buf.getvalue())
 
 
+#: Where trials run: ``local``, a pool of processes on this machine; ``ray``, Ray remote tasks on a local
+#: Ray instance or an existing cluster (``address``).
+BACKENDS = ("local", "ray")
+
+
 def run_study(spec: str | Path | dict | StudySpec, out: str | Path | None = None, workers: int | None = None,
-              progress: bool = True) -> Path:
-    """Run every trial not finished yet (``workers`` at a time, one process each); returns the study folder."""
+              progress: bool = True, backend: str = "local", address: str | None = None) -> Path:
+    """Run every trial not finished yet (``workers`` at a time, one process each); returns the study folder.
+
+    ``backend="local"`` runs trials in a pool of processes on this machine; ``backend="ray"`` runs each
+    trial as a Ray task (one CPU each), on the cluster at ``address`` if given, else on a local Ray
+    instance of ``workers`` CPUs started (and shut down) here. Trials write their run folders under
+    ``out`` themselves: on a multi-machine cluster ``out`` (and any preset YAML paths of the spec) must
+    be on a filesystem shared by every node, at the same path, and lobgym installed on every node.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend = {backend!r}: expected one of {', '.join(map(repr, BACKENDS))}")
+    if address is not None and backend != "ray":
+        raise ConfigError(f"address = {address!r}: only with backend = 'ray' (backend = {backend!r})")
+    if backend == "ray":
+        _import_ray()  # fail before any file is written
     spec = load_study(spec)
     out = Path(out) if out is not None else Path("runs") / "studies" / spec.name
     out.mkdir(parents=True, exist_ok=True)
@@ -228,24 +267,91 @@ def run_study(spec: str | Path | dict | StudySpec, out: str | Path | None = None
     n_workers = max(1, min(workers or spec.workers or os.cpu_count() or 1, len(todo) or 1))
     display = _Display(len(grid), len(done), progress)
     if todo:
-        with display, ProcessPoolExecutor(n_workers, mp_context=get_context("spawn")) as pool:
-            pending: set[Future] = {pool.submit(run_trial, spec.model_dump(mode="json"), t, str(out)) for t in todo}
-            display.update(running=min(n_workers, len(pending)))
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    result = fut.result()
-                    if result["status"] == "done":
-                        done.append(by_id[result["id"]])
-                        failures.pop(result["id"], None)
-                        write_results(out, done)
-                    else:
-                        failures[result["id"]] = result
-                        write_json_atomic(out / "failures.json", failures)
-                display.update(done=len(done), failed=len(failures), running=min(n_workers, len(pending)))
+        spec_data = spec.model_dump(mode="json")
+        if backend == "ray":
+            results = _ray_results(spec_data, todo, out, n_workers, address, workers or spec.workers)
+        else:
+            results = _local_results(spec_data, todo, out, n_workers)
+        with display, contextlib.closing(results):
+            display.update(running=min(n_workers, len(todo)))
+            for result, running in results:
+                if result["status"] == "done":
+                    done.append(by_id[result["id"]])
+                    failures.pop(result["id"], None)
+                    write_results(out, done)
+                else:
+                    failures[result["id"]] = result
+                    write_json_atomic(out / "failures.json", failures)
+                display.update(done=len(done), failed=len(failures), running=running)
     write_results(out, done)
     write_json_atomic(out / "failures.json", failures)
     return out
+
+
+Results = Iterator[tuple[dict[str, Any], int]]
+"""Trial results as they finish, each with the number of trials still running."""
+
+
+def _local_results(spec_data: dict, todo: list[dict[str, Any]], out: Path, n_workers: int) -> Results:
+    """``run_trial`` in a pool of ``n_workers`` fresh processes."""
+    with ProcessPoolExecutor(n_workers, mp_context=get_context("spawn")) as pool:
+        pending: set[Future] = {pool.submit(run_trial, spec_data, t, str(out)) for t in todo}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                yield fut.result(), min(n_workers, len(pending))
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("backend = 'ray': Ray is not installed; pip install 'lobgym[ray]'") from None
+    return ray
+
+
+def _ray_results(spec_data: dict, todo: list[dict[str, Any]], out: Path, n_workers: int, address: str | None,
+                 limit: int | None) -> Results:
+    """``run_trial`` as Ray tasks of one CPU each, at most ``limit`` submitted at once (default: all of
+    them, the cluster schedules them); a local Ray instance of ``n_workers`` CPUs unless ``address``."""
+    import logging
+
+    ray = _import_ray()
+    started = False
+    if not ray.is_initialized():  # else: the caller's own ray.init, kept as it is
+        if address is not None:
+            try:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            except ConnectionError as err:
+                raise ConfigError(f"address = {address!r}: no Ray cluster there: {err}") from None
+        else:
+            ray.init(num_cpus=n_workers, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.WARNING)
+            started = True
+    pending: dict[Any, str] = {}
+    try:
+        task = ray.remote(num_cpus=1)(run_trial)
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        queue = list(todo)
+        folder = str(out.resolve())  # Ray workers may start elsewhere
+        while queue or pending:
+            while queue and len(pending) < (limit or len(todo)):
+                trial = queue.pop(0)
+                pending[task.remote(spec_data, trial, folder)] = trial["id"]
+            finished, _ = ray.wait(list(pending), num_returns=1)
+            for ref in finished:
+                trial_id = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayError as err:  # the worker died, the node was lost, ...
+                    result = {"id": trial_id, "status": "failed", "error": f"{type(err).__name__}: {err}",
+                              "traceback": str(err)}
+                yield result, min(cpus, limit or cpus, len(pending) + len(queue))
+    finally:
+        for ref in pending:  # interrupted: stop the trials still running on the cluster
+            ray.cancel(ref, force=True)
+        if started:
+            ray.shutdown()
 
 
 class _Display:

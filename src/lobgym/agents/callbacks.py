@@ -169,7 +169,9 @@ class EvalCallback(BaseCallback):
         s = self.evaluate_now().summary
         row = {"timesteps": self.num_timesteps, "return": s["return_mean"], "pnl": s["pnl_mean"],
                "sharpe": s["sharpe"], "pnl_std": s["pnl_std"], "mean_abs_inventory": s["mean_abs_inventory"],
-               "fills": s["fills_mean"]}
+               "fills": s["fills_mean"],
+               "terms": {k.removeprefix("term_").removesuffix("_mean"): v for k, v in s.items()
+                         if k.startswith("term_")}}
         if self.controller is not None:
             row["lr"] = self.controller(self.model._current_progress_remaining)
             for signal, key in (("eval_return", "return"), ("eval_pnl", "pnl"), ("eval_sharpe", "sharpe")):

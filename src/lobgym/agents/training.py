@@ -344,8 +344,13 @@ def _baselines(run_dir: Path, run: RunConfig) -> dict[str, dict[str, float]]:
     ev = run.agent.eval
     out = {}
     for name in ev.baselines if ev.baselines is not None else default_baselines(run.env):
-        out[name] = evaluate(make_agent(name, run.env), run.env, episodes=ev.episodes, seed=ev.seed,
-                             name=name).summary
+        try:
+            agent = make_agent(name, run.env)
+        except ConfigError:
+            if ev.baselines is not None:
+                raise  # asked for by name: its error is the user's to see
+            continue  # a default baseline this env cannot take (e.g. Cartea-Jaimungal without an inventory penalty)
+        out[name] = evaluate(agent, run.env, episodes=ev.episodes, seed=ev.seed, name=name).summary
     write_json_atomic(path, out)
     return out
 
