@@ -7,6 +7,7 @@ in-process runs are built once per module and copied by the tests that change th
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import re
@@ -294,8 +295,11 @@ def test_a_run_folder_holds_config_metadata_logs_checkpoints_models_and_report(k
     evaluations = json.loads((run_dir / "evaluations.json").read_text())
     assert [e["timesteps"] for e in evaluations] == FIXTURE_EVALS[kind]
     for e in evaluations:
-        assert set(e) == {"timesteps", "return", "pnl", "sharpe", "pnl_std", "mean_abs_inventory", "fills", "lr"}
+        assert set(e) == {"timesteps", "return", "pnl", "sharpe", "pnl_std", "mean_abs_inventory", "fills", "lr",
+                          "terms"}
         assert e["lr"] > 0 and np.isfinite(e["return"])
+        # each reward term's mean episode sum; the terms add up to the return
+        assert e["terms"] and math.isclose(sum(e["terms"].values()), e["return"], rel_tol=1e-6, abs_tol=1e-9)
     returns = [e["return"] for e in evaluations]
 
     # best/ holds the first evaluation with the best score; final/ the model at the end of the budget
