@@ -85,6 +85,9 @@ def test_local_backend_runs_every_trial_and_writes_one_row_per_evaluation(local_
         assert (local_study / "runs" / trial / "final" / "model.zip").is_file()
     lrs = {r["agent"]: r["lr_now"] for r in rows}
     assert lrs == {"a": "0.001", "b": "0.0003"}
+    # every row carries the trial's configuration
+    assert {(r["agent"], Path(r["agent_preset"]).name) for r in rows} == {("a", "a.yaml"), ("b", "b.yaml")}
+    assert {(r["budget"], r["eval_episodes"], r["eval_seed"]) for r in rows} == {(str(TIMESTEPS), "4", "1000000")}
     assert json.loads((local_study / "failures.json").read_text()) == {}
     # the study's own baselines.json: the env's baselines as its first trial evaluated them
     first = json.loads((local_study / "runs" / sorted(TRIALS)[0] / "baselines.json").read_text())

@@ -191,28 +191,30 @@ def run_trial(spec_data: dict, trial: dict[str, Any], out: str) -> dict[str, Any
 
 
 # ----------------------------------------------------------------------------------------- results
-COLUMNS = ("trial", "env", "agent", "reward", "lr", "seed", "timesteps", "final", "return", "pnl", "pnl_std",
-           "sharpe", "mean_abs_inventory", "fills", "lr_now")
+#: The trial's configuration (grid axes, the agent preset, the budget, the evaluation seeds), then one
+#: evaluation's timesteps and metrics; ``term_<name>`` columns follow.
+COLUMNS = ("trial", "env", "agent", "agent_preset", "reward", "lr", "seed", "budget", "eval_episodes", "eval_seed",
+           "timesteps", "final", "return", "pnl", "pnl_std", "sharpe", "mean_abs_inventory", "fills", "lr_now")
 
 
-def trial_rows(out: Path, trial: dict[str, Any]) -> list[dict[str, Any]]:
+def trial_rows(out: Path, trial: dict[str, Any], spec: StudySpec) -> list[dict[str, Any]]:
     """One row per evaluation of a finished trial (the last one flagged ``final``)."""
-    import json
-
     history = json.loads((out / "runs" / trial["id"] / "evaluations.json").read_text())
     rows = []
     for i, h in enumerate(history):
         rows.append({"trial": trial["id"], "env": trial["env_name"], "agent": trial["agent"],
+                     "agent_preset": spec.agents[trial["agent"]],
                      "reward": trial["reward"] or "", "lr": "" if trial["lr"] is None else trial["lr"],
-                     "seed": trial["seed"], "timesteps": h["timesteps"], "final": int(i == len(history) - 1),
+                     "seed": trial["seed"], "budget": spec.timesteps, "eval_episodes": spec.eval.episodes,
+                     "eval_seed": spec.eval.seed, "timesteps": h["timesteps"], "final": int(i == len(history) - 1),
                      "return": h["return"], "pnl": h["pnl"], "pnl_std": h["pnl_std"], "sharpe": h["sharpe"],
                      "mean_abs_inventory": h["mean_abs_inventory"], "fills": h["fills"], "lr_now": h["lr"]}
                     | {f"term_{k}": v for k, v in h.get("terms", {}).items()})
     return rows
 
 
-def write_results(out: Path, done: list[dict[str, Any]]) -> Path:
-    rows = [row for trial in sorted(done, key=lambda t: t["id"]) for row in trial_rows(out, trial)]
+def write_results(out: Path, done: list[dict[str, Any]], spec: StudySpec) -> Path:
+    rows = [row for trial in sorted(done, key=lambda t: t["id"]) for row in trial_rows(out, trial, spec)]
     # each reward term's episode sum gets a column (term_<name>); blank where a trial's reward lacks it
     terms = sorted({k for row in rows for k in row if k.startswith("term_")})
     buf = io.StringIO()
@@ -278,12 +280,12 @@ def run_study(spec: str | Path | dict | StudySpec, out: str | Path | None = None
                 if result["status"] == "done":
                     done.append(by_id[result["id"]])
                     failures.pop(result["id"], None)
-                    write_results(out, done)
+                    write_results(out, done, spec)
                 else:
                     failures[result["id"]] = result
                     write_json_atomic(out / "failures.json", failures)
                 display.update(done=len(done), failed=len(failures), running=running)
-    write_results(out, done)
+    write_results(out, done, spec)
     write_json_atomic(out / "failures.json", failures)
     return out
 
