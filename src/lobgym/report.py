@@ -35,6 +35,12 @@ def _arm(row: dict[str, str]) -> tuple[str, str, str, str]:
     return row["env"], row["agent"], row["reward"], row["lr"]
 
 
+def _order(arm: tuple[str, str, str, str]) -> tuple:
+    """Arms by env, agent, reward, then initial learning rate as a number (1e-5 before 1e-4)."""
+    env, agent, reward, lr = arm
+    return env, agent, reward, float(lr) if lr else 0.0
+
+
 def _label(arm: tuple[str, str, str, str], with_env: bool) -> str:
     env, agent, reward, lr = arm
     parts = ([env] if with_env else []) + [agent] + ([reward] if reward else []) + ([f"lr {float(lr):g}"] if lr else [])
@@ -171,7 +177,7 @@ def plot_frontier(arms: dict[tuple, dict[str, Any]], baselines: dict, path: Path
     envs = sorted({a[0] for a in arms})
     fig, axes = plt.subplots(len(envs), 2, figsize=(11, 4.2 * len(envs)), squeeze=False)
     for i, env in enumerate(envs):
-        mine = sorted((a for a in arms if a[0] == env), key=lambda a: (a[1], a[2], a[3]))
+        mine = sorted((a for a in arms if a[0] == env), key=_order)
         for j, (risk, label) in enumerate((("pnl_std", "std of episode PnL"),
                                            ("mean_abs_inventory", "mean |inventory|"))):
             ax = axes[i, j]
@@ -210,7 +216,7 @@ def plot_attribution(arms: dict[tuple, dict[str, Any]], path: Path) -> Path:
     colors = {t: plt.cm.tab10(i % 10) for i, t in enumerate(names)}
     fig, axes = plt.subplots(1, len(envs), figsize=(max(6.0, 1.1 * len(arms)), 4.8), squeeze=False)
     for ax, env in zip(axes[0], envs, strict=True):
-        mine = sorted((a for a in arms if a[0] == env), key=lambda a: (a[1], a[2], a[3]))
+        mine = sorted((a for a in arms if a[0] == env), key=_order)
         for x, arm in enumerate(mine):
             terms = arms[arm]["terms"]
             mass = sum(abs(v) for v in terms.values())
@@ -273,7 +279,7 @@ def write_report(out: str | Path) -> Path:
     if norm:
         head += [f"normalised ({spec.normalise.zero} = 0, best {spec.normalise.one} = 1)", "worst seed"]
     lines += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
-    for arm in sorted(arms, key=lambda a: (a[0], a[1], a[2], float(a[3]) if a[3] else 0.0)):
+    for arm in sorted(arms, key=_order):
         s = arms[arm]
         cells = [_label(arm, with_env), str(s["seeds"]), _f(s["return_mean"]),
                  f"[{_f(s['return_ci'][0])}, {_f(s['return_ci'][1])}]", _f(s["pnl_mean"]),
@@ -308,7 +314,7 @@ def write_report(out: str | Path) -> Path:
         lines += ["Mean episode sum of each weighted reward term of the final policies (the terms of each arm's "
                   "own reward; blank where its reward has no such term):", "",
                   "| arm | " + " | ".join(terms) + " | total |", "|---" * (len(terms) + 2) + "|"]
-        for arm in sorted(arms, key=lambda a: (a[0], a[1], a[2], float(a[3]) if a[3] else 0.0)):
+        for arm in sorted(arms, key=_order):
             s = arms[arm]
             lines.append(f"| {_label(arm, with_env)} | " + " | ".join(
                 _f(s["terms"][t]) if t in s["terms"] else "" for t in terms) + f" | {_f(s['return_mean'])} |")
