@@ -158,10 +158,16 @@ BASE = {"envs": ["cj2015"], "agents": {"a": "ppo"}, "seeds": [0], "timesteps": 2
     ({"learning_rates": [-1]}, r"learning_rates = \[-1\]: .*every learning rate must be > 0"),
     ({"timesteps": 0}, r"timesteps"),
     ({"workers": 0}, r"workers"),
+    # a reward is a list or a per-env mapping: the error follows the form given, not pydantic's union tags
+    ({"rewards": {"bad": [{"term": "pnl", "params": {"nope": 1}}]}},
+     r"rewards\.bad\[0\]: params\.nope = 1: Extra inputs are not permitted \(term 'pnl' takes: none\)$"),
+    ({"rewards": {"bad": {"cj2015": [{"term": "nope"}]}}}, r"rewards\.bad\.cj2015\[0\]: term = 'nope': unknown"),
+    ({"rewards": {"bad": {"as2008": [{"term": "pnl"}]}}}, r"rewards\.bad: per-env rewards for \['as2008'\]"),
 ])
 def test_spec_errors_name_the_field(update, message, tmp_path):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as err:
         run_study({**BASE, **update}, out=tmp_path / "study", progress=False)
+    assert "function-after" not in str(err.value) and "list[" not in str(err.value)
     assert not (tmp_path / "study").exists()
 
 

@@ -625,9 +625,29 @@ def _fields_at(model: type[BaseModel] | None, loc: tuple) -> list[str] | None:
     return list(model.model_fields) if model is not None else None
 
 
+def _is_tag(part: Any) -> bool:
+    """A union member's tag in an error location (``list[...]``, ``function-after[...]``, a model
+    class name), not a field or a key the user wrote."""
+    if not isinstance(part, str):
+        return False
+    if "[" in part:
+        return True
+    stack, names = [BaseModel], set()
+    while stack:
+        for sub in stack.pop().__subclasses__():
+            names.add(sub.__name__)
+            stack.append(sub)
+    return part in names
+
+
 def _format(err: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:
-    lines = []
-    for e in err.errors():
+    errors = [e | {"loc": tuple(x for x in e["loc"] if not _is_tag(x))} for e in err.errors()]
+    # a value that failed every member of a union: drop the members whose very type did not match
+    # ("Input should be a valid dictionary") when another member got further into it
+    errors = [e for e in errors if not (e["type"].endswith("_type") and any(
+        o is not e and not o["type"].endswith("_type") and o["loc"][:len(e["loc"])] == e["loc"] for o in errors))]
+    lines: list[str] = []
+    for e in errors:
         loc = ".".join(f"[{x}]" if isinstance(x, int) else str(x) for x in e["loc"]).replace(".[", "[")
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
@@ -636,7 +656,9 @@ def _format(err: ValidationError, source: str, model: type[BaseModel] | None = N
                 msg += f"; allowed: {', '.join(allowed)}"
         value = e.get("input")
         shown = "" if isinstance(value, dict) else f" = {value!r}"
-        lines.append(f"{loc}{shown}: {msg}" if loc else msg)  # top-level validator messages name their field
+        line = f"{loc}{shown}: {msg}" if loc else msg  # top-level validator messages name their field
+        if line not in lines:
+            lines.append(line)
     return f"{source}: " + "; ".join(lines)
 
 
