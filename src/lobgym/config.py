@@ -625,23 +625,22 @@ def _fields_at(model: type[BaseModel] | None, loc: tuple) -> list[str] | None:
     return list(model.model_fields) if model is not None else None
 
 
-def _is_tag(part: Any) -> bool:
-    """A union member's tag in an error location (``list[...]``, ``function-after[...]``, a model
-    class name), not a field or a key the user wrote."""
-    if not isinstance(part, str):
-        return False
-    if "[" in part:
-        return True
+def _model_names() -> set[str]:
+    """Class names of every pydantic model defined so far (pydantic uses them as union tags)."""
     stack, names = [BaseModel], set()
     while stack:
         for sub in stack.pop().__subclasses__():
             names.add(sub.__name__)
             stack.append(sub)
-    return part in names
+    return names
 
 
 def _format(err: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:
-    errors = [e | {"loc": tuple(x for x in e["loc"] if not _is_tag(x))} for e in err.errors()]
+    # drop union members' tags (``list[...]``, ``function-after[...]``, a model class name) from the
+    # locations: they are not fields or keys the user wrote
+    models = _model_names()
+    errors = [e | {"loc": tuple(x for x in e["loc"] if not (isinstance(x, str) and ("[" in x or x in models)))}
+              for e in err.errors()]
     # a value that failed every member of a union: drop the members whose very type did not match
     # ("Input should be a valid dictionary") when another member got further into it
     errors = [e for e in errors if not (e["type"].endswith("_type") and any(

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from lobgym.io import write_atomic, write_text_atomic
-from lobgym.study import load_results, load_study
+from lobgym.study import load_results, load_study, trial_baselines
 
 METRICS = ("return", "pnl", "pnl_std", "sharpe", "mean_abs_inventory", "fills")
 
@@ -48,17 +48,10 @@ def _label(arm: tuple[str, str, str, str], with_env: bool) -> str:
 
 
 def baselines_of(out: Path, rows: list[dict[str, str]]) -> dict[str, dict[str, dict[str, float]]]:
-    """env -> baseline -> summary: the study's baselines.json, else (older study folders) the
-    trials' own baselines.json (same seeds for every trial)."""
+    """env -> baseline -> summary: the study's baselines.json, else (older study folders) the trials' own."""
     if (out / "baselines.json").is_file():
         return json.loads((out / "baselines.json").read_text())
-    found: dict[str, dict[str, dict[str, float]]] = {}
-    for row in rows:
-        if row["env"] not in found:
-            path = out / "runs" / row["trial"] / "baselines.json"
-            if path.is_file():
-                found[row["env"]] = json.loads(path.read_text())
-    return found
+    return trial_baselines(out, rows)
 
 
 def summarize_arms(rows: list[dict[str, str]], curve: str = "return") -> dict[tuple, dict[str, Any]]:

@@ -223,15 +223,20 @@ def write_results(out: Path, done: list[dict[str, Any]], spec: StudySpec) -> Pat
     for row in rows:
         writer.writerow({k: (f"{v:.10g}" if isinstance(v, float) and math.isfinite(v) else v)
                          for k, v in row.items()})
-    # the baselines on each env's evaluation seeds (from its first trial), so that results.csv,
-    # baselines.json and spec.yaml alone are enough for `lobgym report` (a committed study folder)
-    baselines: dict[str, Any] = {}
+    # so that results.csv, baselines.json and spec.yaml alone are enough for `lobgym report`
+    write_json_atomic(out / "baselines.json", trial_baselines(out, rows))
+    return write_text_atomic(out / "results.csv", buf.getvalue())
+
+
+def trial_baselines(out: Path, rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """env -> baseline -> summary, from the first trial of each env that has its baselines.json (every
+    trial of an env evaluates the baselines on the same seeds)."""
+    found: dict[str, dict[str, dict[str, float]]] = {}
     for row in rows:
         path = out / "runs" / row["trial"] / "baselines.json"
-        if row["env"] not in baselines and path.is_file():
-            baselines[row["env"]] = json.loads(path.read_text())
-    write_json_atomic(out / "baselines.json", baselines)
-    return write_text_atomic(out / "results.csv", buf.getvalue())
+        if row["env"] not in found and path.is_file():
+            found[row["env"]] = json.loads(path.read_text())
+    return found
 
 
 #: Where trials run: ``local``, a pool of processes on this machine; ``ray``, Ray remote tasks on a local
