@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import zlib
 import warnings
 
 import gymnasium
@@ -331,19 +332,54 @@ def test_informed_flow_makes_passive_fills_adversely_selected():
 
 
 def test_serial_and_parallel_kernels_give_identical_episodes():
+    """Everything a step returns, infos and episode counts included, is identical with the threaded kernel."""
+    from conftest import assert_traces_equal, episode_ends, vec_trace
+
     cfg = small(horizon=10, warmup=10)
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, size=(25, 40, 4)).astype(np.float32)  # crosses an auto-reset
-    runs = []
-    for parallel in (False, True):
-        venv = lobgym.make_vec_env(cfg, n_envs=40, seed=3, parallel=parallel)
-        trace = [venv.reset()]
-        for a in actions:
-            obs, rewards, dones, infos = venv.step(a)
-            trace += [obs, rewards, dones]
-        runs.append(trace)
-    for a, b in zip(*runs, strict=True):
-        np.testing.assert_array_equal(a, b)
+    serial, parallel = (vec_trace(lobgym.make_vec_env(cfg, n_envs=40, seed=3, parallel=p), actions)
+                        for p in (False, True))
+    assert episode_ends(parallel) == (2 * 40, 2 * 40)  # every ended episode reported in full
+    assert_traces_equal(serial, parallel)
+
+
+LATENCIES = [  # (entry, cancel): cancels before entries, after them, random either way
+    ({"dist": "constant", "value": 0.001}, {"dist": "constant", "value": 0.2}),
+    ({"dist": "constant", "value": 0.3}, {"dist": "constant", "value": 0.05}),
+    ({"dist": "uniform", "low": 0.0, "high": 0.5}, {"dist": "exponential", "mean": 0.2, "cap": 0.6}),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", book_presets())
+def test_inventory_stays_within_the_limit_under_any_actions_and_latencies(preset):
+    """|q| <= limit and observations inside the space, for random actions that push against the limit,
+    orders replaced while older ones can still fill during the cancel latency, and market orders."""
+    gen = np.random.default_rng(zlib.crc32(preset.encode()))
+    for k, (entry, cancel) in enumerate(LATENCIES):
+        cfg = read_yaml(list_presets("envs")[preset])
+        cfg["market"].update({"horizon": 60, "dt": 1.0, "warmup": 20, "inventory": {"initial": [-2, 2], "limit": 4},
+                              "latency": {"entry": entry, "cancel": cancel}})
+        cfg["action"].update({"max_size": 3, "market_order": 2 if k == 2 else 0})
+        venv = lobgym.make_vec_env(cfg, n_envs=16, seed=k)
+        obs = venv.reset()
+        space = venv.observation_space
+        lean = gen.choice([-1.0, 1.0], size=16)  # each env mostly buys or mostly sells
+        worst = 0
+        for _ in range(120):
+            a = gen.uniform(-1, 1, size=(16, venv.action_space.shape[0])).astype(np.float32)
+            push = gen.random(16) < 0.8
+            a[push, 0] = -1.0  # at the touch on both sides, the leaning side large, the other small
+            a[push, 1] = -1.0
+            a[push, 2] = lean[push]
+            a[push, 3] = -lean[push]
+            obs, _, _, _ = venv.step(a)
+            q = venv.sim.state.inventory
+            worst = max(worst, int(np.abs(q).max()))
+            assert np.abs(q).max() <= 4, (preset, k, q)
+            assert all(space.contains(o) for o in obs), (preset, k)
+        assert worst == 4, (preset, k, worst)  # the limit was reached: the check bit
 
 
 def test_tiny_ppo_and_sac_train_on_the_book_env():

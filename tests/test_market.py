@@ -285,6 +285,20 @@ def test_serial_parallel_and_repeated_runs_are_identical():
     assert not np.array_equal(serial[2]["MarketState.mid"], other[2]["MarketState.mid"])
 
 
+def test_serial_and_parallel_vec_envs_return_the_same_steps():
+    """Everything a VecEnv step returns -- infos (terminal observations, episode records, metrics),
+    episode counts and running returns included -- is identical with the threaded kernel."""
+    from conftest import assert_traces_equal, episode_ends, vec_trace
+
+    cfg = load_env_config(DET_CONFIG)
+    n, steps = 37, 2 * market_params(cfg).n_steps + 5
+    actions = np.random.default_rng(4).uniform(-1, 1, (steps, n, 4)).astype(np.float32)
+    serial = vec_trace(make_vec_env(cfg, n, seed=11, parallel=False), actions)
+    parallel = vec_trace(make_vec_env(cfg, n, seed=11, parallel=True), actions)
+    assert episode_ends(parallel) == (2 * n, 2 * n)  # every ended episode reported in full
+    assert_traces_equal(serial, parallel)
+
+
 def test_market_step_kernels_serial_equals_parallel():
     """The engine's own batched entry points: step == step_parallel, bit for bit."""
     p = market_params(load_env_config(DIFF_CONFIGS["everything"]))

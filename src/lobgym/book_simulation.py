@@ -49,7 +49,7 @@ from lobgym.market.constants import ASK, BID, NO_INVENTORY_LIMIT
 from lobgym.market.rng import make_rng
 from lobgym.metrics import BOOK_METRICS, write_book_metrics_one
 from lobgym.rewards import build_reward_spec, reset_reward_state_one, reward_one
-from lobgym.simulation import _PARALLEL_CHUNKS, ActionError, Buffers, _bind, _seed_all
+from lobgym.simulation import _PARALLEL_CHUNKS, ActionError, Buffers, _bind, _seed_all, count_done
 from lobgym.spaces import find_bad_action
 
 #: A book env step is ~1000x a reduced-form one: threads pay off from a few dozen envs.
@@ -176,13 +176,10 @@ def _step_all_chunked(book, flow, fills, arrays, scalars, fp, stats, out, rng, a
         return -1 - bad
     n = arrays.step.shape[0]
     chunks = min(n, _PARALLEL_CHUNKS)
-    for c in numba.prange(chunks):
-        buf.chunk_done[c] = _step_parts(c * n // chunks, (c + 1) * n // chunks, book, flow, fills, arrays, scalars,
-                                        fp, stats, out, rng, actions, codec, rspec, rstate, ospec, buf, auto_reset)
-    n_done = 0
-    for c in range(chunks):
-        n_done += buf.chunk_done[c]
-    return n_done
+    for c in numba.prange(chunks):  # writes nothing itself (see lobgym.simulation)
+        _step_parts(c * n // chunks, (c + 1) * n // chunks, book, flow, fills, arrays, scalars, fp, stats, out, rng,
+                    actions, codec, rspec, rstate, ospec, buf, auto_reset)
+    return count_done(buf.dones)
 
 
 def _reset_all_chunked(book, flow, fills, arrays, scalars, fp, stats, rng, rstate, ospec, buf, mask):
@@ -238,7 +235,7 @@ class BookSimulation:
         self.buffers = Buffers(
             obs=np.zeros((n, f), dtype=np.float32), rewards=np.zeros(n), terms=np.zeros((n, len(self.term_names))),
             dones=np.zeros(n, dtype=np.bool_), terminal_obs=np.zeros((n, f), dtype=np.float32),
-            metrics=np.full((n, len(BOOK_METRICS)), np.nan), chunk_done=np.zeros(_PARALLEL_CHUNKS, dtype=np.int64))
+            metrics=np.full((n, len(BOOK_METRICS)), np.nan))
         self.action_dim = book_action_dim(self.codec)
         self.actions = np.zeros((n, self.action_dim), dtype=np.float32)
         self.parallel = n >= BOOK_PARALLEL_MIN_ENVS if parallel is None else bool(parallel)

@@ -54,7 +54,6 @@ class Buffers(NamedTuple):
     dones: np.ndarray  #: (N,) bool
     terminal_obs: np.ndarray  #: (N, F) float32 last observation of an auto-reset episode
     metrics: np.ndarray  #: (N, M) float64 episode metrics, written at the horizon
-    chunk_done: np.ndarray  #: (_PARALLEL_CHUNKS,) int64 scratch: episodes ended per parallel chunk
 
 
 def market_params(cfg: EnvConfig) -> ReducedFormParams:
@@ -139,8 +138,20 @@ def _reset_all(state, stats, out, p, rng, rstate, ospec, buf, mask):
 # The parallel kernels do not inline the per-env code into their prange body: there numba silently
 # drops writes made through NamedTuple attributes (``state.step[i] = ...``; numba issues #5872, #7135,
 # #10338). Instead each prange iteration calls a separate kernel on a chunk of envs, which receives
-# the arrays and writes them; a chunk per thread or so keeps the (costly) calls few.
+# the arrays and writes them; a chunk per thread or so keeps the (costly) calls few. Nothing is written
+# in the prange body itself (tests/test_architecture.py checks it): the episodes that ended are
+# counted afterwards from the dones the chunks wrote.
 _PARALLEL_CHUNKS = 16
+
+
+@inline
+def count_done(dones):
+    """How many envs' episodes ended this step."""
+    n_done = 0
+    for i in range(dones.shape[0]):
+        if dones[i]:
+            n_done += 1
+    return n_done
 
 
 @kernel
@@ -164,13 +175,10 @@ def _step_all_chunked(state, stats, out, p, rng, actions, codec, rspec, rstate, 
         return -1 - bad
     n = state.mid.shape[0]
     chunks = min(n, _PARALLEL_CHUNKS)
-    for c in numba.prange(chunks):  # per-chunk counts: a prange reduction would need the numba runtime
-        buf.chunk_done[c] = _step_chunk(c * n // chunks, (c + 1) * n // chunks, state, stats, out, p, rng, actions,
-                                        codec, rspec, rstate, ospec, buf, auto_reset)
-    n_done = 0
-    for c in range(chunks):
-        n_done += buf.chunk_done[c]
-    return n_done
+    for c in numba.prange(chunks):
+        _step_chunk(c * n // chunks, (c + 1) * n // chunks, state, stats, out, p, rng, actions, codec, rspec, rstate,
+                    ospec, buf, auto_reset)
+    return count_done(buf.dones)
 
 
 def _reset_all_chunked(state, stats, out, p, rng, rstate, ospec, buf, mask):
@@ -255,7 +263,6 @@ class Simulation:
             dones=np.zeros(n, dtype=np.bool_),
             terminal_obs=np.zeros((n, f), dtype=np.float32),
             metrics=np.full((n, N_METRICS), np.nan),
-            chunk_done=np.zeros(_PARALLEL_CHUNKS, dtype=np.int64),
         )
         self.action_dim = action_dim(self.codec)
         #: Callers write actions here, then call :meth:`step`; owning the buffer keeps the kernel's

@@ -58,12 +58,17 @@ def _drop_stale_cache() -> None:
     kernels inline helpers from several modules: after editing ``rewards.py``, the cached kernel in
     ``simulation.py`` would otherwise keep running the old reward code. Hashing the package's
     sources (about a millisecond) and clearing the cache when the hash moves closes that gap.
+    Only modules that hold compiled code count (the engine, and any module importing numba or this
+    one); kernels read globals only from such modules.
     """
     package = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
     for src in sorted(package.rglob("*.py")):
+        text = src.read_bytes()
+        if not _compiled(src, package, text):
+            continue  # editing the CLI, configs or training must not cost a full recompile
         digest.update(src.relative_to(package).as_posix().encode())
-        digest.update(src.read_bytes())
+        digest.update(text)
     stamp = package / "__pycache__" / "numba-sources.sha256"
     try:
         if stamp.is_file() and stamp.read_text() == digest.hexdigest():
@@ -74,6 +79,12 @@ def _drop_stale_cache() -> None:
         stamp.write_text(digest.hexdigest())
     except OSError:  # a read-only install: numba then caches elsewhere and the sources never change
         pass
+
+
+def _compiled(src: Path, package: Path, text: bytes) -> bool:
+    """Whether ``src`` may hold compiled code or the constants kernels read."""
+    return src.relative_to(package).parts[0] == "market" or any(
+        marker in text for marker in (b"import numba", b"lobgym.market._jit", b"from numba"))
 
 
 _drop_stale_cache()

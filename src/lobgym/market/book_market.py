@@ -288,16 +288,38 @@ def _send_cancels(st, i, plan_bid, plan_ask, old_bid, old_ask, bid_lots, ask_lot
             reduce(st.book, i, old, bid_lots if side == BID else ask_lots)  # rejected if fills got there first
 
 
+@inline
+def _resting_lots(book, i, oid):
+    """Lots of the agent's order ``oid`` still in book ``i`` (0 if it filled, was cancelled or is none)."""
+    slot = order_slot(book, i, oid)
+    return book.orders[i, slot, O_QTY] if slot != NO_SLOT else 0
+
+
 @kernel
-def _send_entries(st, stats, p, i, plan_bid, plan_ask, bid_px, ask_px, bid_lots, ask_lots, market):
+def _send_entries(st, stats, out, p, i, plan_bid, plan_ask, bid_px, ask_px, bid_lots, ask_lots, market, mid_before):
     book = st.book
+    # The room is measured again on arrival: fills since the step began (of orders whose cancel is
+    # still on its way, say) and the agent's orders resting now count against the limit, so that
+    # |q| stays within it even if everything still open fills.
+    _settle(st, stats, out, p, i, mid_before)
+    q = st.inventory[i]
+    buy_room = max(p.inventory_limit - q - _resting_lots(book, i, st.order[i, BID]), 0)
+    sell_room = max(p.inventory_limit + q - _resting_lots(book, i, st.order[i, ASK]), 0)
+    if market > 0:
+        market = min(market, buy_room)
+        buy_room -= market
+    elif market < 0:
+        market = -min(-market, sell_room)
+        sell_room += market
     if market != 0:
         market_order(book, i, BID if market > 0 else ASK, abs(market), OWNER_AGENT, st.fills)
     for side in range(2):
         if (plan_bid if side == BID else plan_ask) != _REPLACE:
             continue
         price = bid_px if side == BID else ask_px
-        lots = bid_lots if side == BID else ask_lots
+        lots = min(bid_lots, buy_room) if side == BID else min(ask_lots, sell_room)
+        if lots <= 0:
+            continue  # no room left on arrival: nothing is sent
         crosses = price >= book.meta[i, M_BEST_ASK] if side == BID else price <= book.meta[i, M_BEST_BID]
         if p.post_only and crosses:
             stats.rejected[i] += 1
@@ -324,7 +346,8 @@ def book_step_one(i, st, stats, out, p, rng, bid_px, ask_px, bid_lots, ask_lots,
     q = st.inventory[i]
     mid_before = st.mid[i]
     wealth_before = st.cash[i] + q * mid_before
-    # Nothing the agent sends may take |q| past the limit, even if all of it fills.
+    # Nothing the agent sends may take |q| past the limit, even if all of it fills (checked again
+    # when the orders arrive, see _send_entries).
     buy_room = max(p.inventory_limit - q, 0)
     sell_room = max(p.inventory_limit + q, 0)
     if market > 0:
@@ -368,7 +391,8 @@ def book_step_one(i, st, stats, out, p, rng, bid_px, ask_px, bid_lots, ask_lots,
             t_cancel = np.inf
         elif not done_entry and t_entry <= t_seen:
             events += _run_flow(st, p, rng, i, t_entry, pend_bid, pend_ask)
-            _send_entries(st, stats, p, i, plan_bid, plan_ask, bid_px, ask_px, bid_lots, ask_lots, market)
+            _send_entries(st, stats, out, p, i, plan_bid, plan_ask, bid_px, ask_px, bid_lots, ask_lots, market,
+                          mid_before)
             done_entry = True
             t_entry = np.inf
         else:

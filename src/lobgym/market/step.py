@@ -141,7 +141,7 @@ def _step_prange(state, stats, out, p, bid_depth, ask_depth, bid_size, ask_size,
 
 
 def _reset(state, stats, p, rng, mask):
-    for i in numba.prange(state.mid.shape[0]):
+    for i in range(state.mid.shape[0]):
         if mask[i]:
             reset_one(i, state, stats, p, rng)
 
