@@ -21,6 +21,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "lobgym"
 #: package facade ``lobgym`` (it imports env and, lazily, vec_env; agents and tools may use it).
 LAYERS: dict[str, int] = {
     "market": 0,
+    "config_base": 0,  # pydantic only: the strict base every config model subclasses
     "rewards": 1,
     "spaces": 1,
     "book_spaces": 1,
@@ -28,6 +29,13 @@ LAYERS: dict[str, int] = {
     "metrics": 1,
     "presets": 1,
     "io": 1,
+    "provenance": 1,
+    "progress": 1,
+    "compile_notice": 1,
+    "stats": 1,
+    "portable_math": 1,  # stdlib: torch's CPU math pinned to processor-independent paths
+    "state_files": 1,  # numpy + json: run state in files that do not execute
+    "folders": 1,  # stdlib: one writer per run / study folder, leftovers of interrupted writes
     "config": 2,
     "simulation": 3,
     "book_simulation": 4,

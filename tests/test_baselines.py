@@ -76,16 +76,18 @@ def test_avellaneda_stoikov_quotes_match_the_paper(gamma):
     np.testing.assert_allclose(got_ask, np.clip(ask, 0, 5), atol=1e-5)
 
 
-def test_avellaneda_stoikov_symmetric_centres_the_same_spread():
+def test_avellaneda_stoikov_symmetric_is_the_papers_constant_benchmark():
+    """The paper's symmetric strategy: the inventory strategy's average spread, constant, centred on the mid."""
     inv = make_agent("avellaneda_stoikov", AS2008)
     sym = make_agent("avellaneda_stoikov_symmetric", AS2008)
     bid, ask = sym.quotes(Q_POINTS, N_POINTS)
-    tau = N_POINTS * 0.005
-    half = (0.1 * 4.0 * tau + 20 * math.log(1 + 0.1 / 1.5)) / 2
-    np.testing.assert_allclose(bid, half, rtol=1e-12)
-    np.testing.assert_allclose(ask, half, rtol=1e-12)
-    inv_bid, inv_ask = inv.quotes(Q_POINTS, N_POINTS)
-    np.testing.assert_allclose(inv_bid + inv_ask, bid + ask, rtol=1e-12)  # same total spread
+    n = AS2008.market.n_steps
+    steps = np.arange(1, round(n) + 1)  # steps left at the episode's decisions
+    inv_bid, inv_ask = inv.quotes(np.zeros_like(steps), steps)
+    average = float(np.mean(inv_bid + inv_ask))  # the inventory strategy's spread does not depend on q
+    assert average == pytest.approx(0.1 * 4.0 * 0.5 * (n + 1) * 0.005 + 20 * math.log(1 + 0.1 / 1.5), rel=1e-12)
+    np.testing.assert_allclose(bid, average / 2, rtol=1e-12)
+    np.testing.assert_allclose(ask, average / 2, rtol=1e-12)
 
 
 # ------------------------------------------------------------------------------------------------ GLFT

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
-import zlib
 import warnings
+import zlib
 
 import gymnasium
 import numpy as np

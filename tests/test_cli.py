@@ -46,6 +46,22 @@ def test_evaluate_prints_table_and_writes_json(tmp_path):
     # The JSON summary is what the table shows: recompute the mean PnL from the episodes.
     pnl = data["agents"][0]["episodes"]["pnl"]
     assert data["agents"][0]["summary"]["pnl_mean"] == pytest.approx(sum(pnl) / len(pnl))
+    # Paired differences against the first agent, episode by episode, in the JSON and in a second table.
+    assert data["reference"] == "avellaneda_stoikov" and "paired_diff" not in data["agents"][0]
+    other = data["agents"][1]
+    diffs = [x - y for x, y in zip(other["episodes"]["return"], data["agents"][0]["episodes"]["return"], strict=True)]
+    assert other["paired_diff"]["return"] == pytest.approx(sum(diffs) / 20)
+    low, high = other["paired_ci"]["pnl"]
+    assert low < other["paired_diff"]["pnl"] < high and other["paired_se"]["pnl"] > 0
+    assert other["paired_method"]["pnl"] == "95% t interval, n = 20 episodes"
+    assert "paired differences, agent - avellaneda_stoikov" in proc.stdout and f"{high:.3f}" in proc.stdout
+    # --reference flips the comparison
+    flipped = lobgym("evaluate", "--env", "as2008", "--agent", "avellaneda_stoikov", "--agent", "fixed_spread",
+                     "--episodes", "20", "--seed", "3", "--reference", "fixed_spread", "--json", str(out_json))
+    data = json.loads(out_json.read_text())
+    assert data["reference"] == "fixed_spread" and "paired_diff" not in data["agents"][1]
+    assert data["agents"][0]["paired_diff"]["pnl"] == pytest.approx(-other["paired_diff"]["pnl"])
+    assert "agent - fixed_spread" in flipped.stdout
 
 
 def test_evaluate_bad_input_names_the_field():
@@ -54,6 +70,8 @@ def test_evaluate_bad_input_names_the_field():
     assert "no_such_env" in proc.stdout and "as2008" in proc.stdout  # lists what is available
     proc = lobgym("evaluate", "--agent", "no_such_agent", "--episodes", "2", check=False)
     assert proc.returncode == 2 and "no_such_agent" in proc.stdout
+    proc = lobgym("evaluate", "--agent", "random", "--episodes", "2", "--reference", "nobody", check=False)
+    assert proc.returncode == 2 and "--reference 'nobody'" in proc.stdout and "(random)" in proc.stdout
 
 
 def test_bench_runs_and_reports_ratios(tmp_path):
@@ -88,3 +106,34 @@ def test_validate_writes_figure_and_json_and_refuses_non_book_presets(tmp_path):
     proc = lobgym("validate", "as2008", "--out", str(tmp_path / "x"), check=False)
     assert proc.returncode == 2 and "market.kind" in proc.stdout and "book" in proc.stdout
     assert not (tmp_path / "x").exists()
+
+
+def test_bad_env_files_are_one_line_errors_without_a_traceback(tmp_path):
+    files = {"malformed.yaml": b"market:\n  kind: book\n  s0: [1, 2\n",
+             "tag.yaml": b"market: !!python/object/apply:os.system [echo pwned]\n",
+             "latin1.yaml": b"description: caf\xe9\n",
+             "slow.yaml": b"market: {kind: book, horizon: 300, dt: 1.0, warmup: 1.0e7, flow: {model: cst}}\n"}
+    expected = {"malformed.yaml": ":4: invalid YAML", "tag.yaml": ":1: invalid YAML: could not determine a constructor",
+                "latin1.yaml": ":1: not UTF-8 text", "slow.yaml": "market.warmup = 1e+07"}
+    for name, content in files.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        proc = lobgym("evaluate", "--env", str(path), "--episodes", "2", check=False)
+        out = " ".join(proc.stdout.split())  # rich wraps long lines at the terminal width
+        assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr, (name, proc.stdout, proc.stderr)
+        assert out.startswith(f"error: {path}") and expected[name] in out, (name, out)
+        assert "pwned" not in proc.stdout + proc.stderr
+    proc = lobgym("evaluate", "--env", "", "--episodes", "2", check=False)
+    assert proc.returncode == 2 and "envs preset = '': empty" in proc.stdout  # not the default env
+
+
+def test_train_refuses_bad_env_files_before_creating_a_run(tmp_path):
+    (tmp_path / "folder.yaml").mkdir()
+    (tmp_path / "malformed.yaml").write_text("market: [1, 2\n")
+    for env, fragment in ((str(tmp_path / "folder.yaml"), "is a directory"),
+                          (str(tmp_path / "malformed.yaml"), "malformed.yaml:2: invalid YAML"),
+                          ("", "envs preset = '': empty")):
+        proc = lobgym("train", "--env", env, "--timesteps", "10", "--runs-dir", str(tmp_path / "runs"), check=False)
+        out = " ".join(proc.stdout.split())
+        assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr and fragment in out, out
+    assert not (tmp_path / "runs").exists()

@@ -444,6 +444,37 @@ def test_vec_normalize_wraps_the_vec_env() -> None:
     assert "terminal_observation" in infos[0] or dones.sum() == 0
 
 
+def test_reading_infos_as_sb3_does_builds_nothing_for_envs_still_running(monkeypatch) -> None:
+    """SB3 reads every info of every step (``_update_info_buffer``): for an env whose episode goes on
+    that must not build its reward-terms dict, while every info still reads like a dict."""
+    from stable_baselines3 import PPO
+
+    from lobgym.vec_env import StepInfos
+
+    built = []
+    original = StepInfos.reward_terms
+    monkeypatch.setattr(StepInfos, "reward_terms", lambda self, i: built.append(i) or original(self, i))
+    n = 5
+    venv = lobgym.make_vec_env(short_cj2015(n), n_envs=8, seed=0)
+    model = PPO("MlpPolicy", venv, n_steps=8, device="cpu")
+    model._setup_learn(total_timesteps=8)  # SB3's info buffers; resets the env
+    for t in range(n):
+        _, _, dones, infos = venv.step(np.zeros((8, 2), dtype=np.float32))
+        model._update_info_buffer(infos, dones)
+        assert built == ([] if t < n - 1 else list(range(8)))  # only the ended episodes' infos were made
+        built.clear()
+    assert len(model.ep_info_buffer) == 8  # every ended episode reached SB3
+    _, _, dones, infos = venv.step(np.zeros((8, 2), dtype=np.float32))
+    assert not dones.any()
+    info = infos[3]
+    assert "reward_terms" in info and "episode" not in info and info.get("episode") is None
+    terms = dict(zip(venv.sim.term_names, venv.sim.buffers.terms[3].tolist(), strict=True))
+    assert info == {"reward_terms": terms} and info.copy() == {"reward_terms": terms} and dict(info) == info
+    info["is_success"] = True  # wrappers may add keys; the same object comes back
+    assert infos[3]["is_success"] is True and infos[3] is info and sorted(info) == ["is_success", "reward_terms"]
+    assert [dict(i) for i in infos[:2]] == [dict(infos[0]), dict(infos[1])] and len(list(infos)) == 8
+
+
 def test_tiny_ppo_learns_without_error() -> None:
     import torch
     from stable_baselines3 import PPO

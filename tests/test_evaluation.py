@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from lobgym.agents.evaluation import evaluate
+from lobgym.agents.evaluation import evaluate, paired_differences
 from lobgym.metrics import METRICS
+from lobgym.stats import paired_diff
 from lobgym.vec_env import make_vec_env
 
 
@@ -49,3 +51,41 @@ def test_summary_matches_episode_rows():
     assert ev.summary["sharpe"] == np.mean(pnl) / np.std(pnl, ddof=1)
     # pnl-only reward: the return of an episode is its PnL.
     np.testing.assert_allclose(ev.returns, pnl, rtol=1e-9, atol=1e-9)
+
+
+def test_paired_differences_pair_episodes_against_the_first_or_the_named_reference():
+    tight, wide, still = _Constant(-0.7), _Constant(-0.6), _Constant(0.0)
+    evals = [evaluate(a, "as2008", episodes=30, seed=2, name=n) for a, n in ((tight, "tight"), (wide, "wide"),
+                                                                              (still, "still"))]
+    first = paired_differences(evals)
+    assert [(p.agent, p.reference) for p in first] == [("wide", "tight"), ("still", "tight")]
+    pnl = {e.agent: e.metrics[:, METRICS.index("pnl")] for e in evals}
+    d = pnl["wide"] - pnl["tight"]
+    got = first[0].diffs["pnl"]
+    assert got.mean == pytest.approx(d.mean()) and got.se == pytest.approx(d.std(ddof=1) / np.sqrt(30))
+    assert got == paired_diff(pnl["wide"], pnl["tight"]) and got.n == 30 and got.method == "t"
+    assert first[0].diffs["return"] == paired_diff(evals[1].returns, evals[0].returns)
+    assert set(first[0].diffs) == {"return", "pnl", "fees", "final_inventory", "mean_abs_inventory", "fills",
+                                   "quote_uptime"}  # the book-only metrics are not measured on as2008
+    # Common random numbers: for two similar quoters the paired SE is far below that of two independent means.
+    unpaired = np.hypot(pnl["wide"].std(ddof=1), pnl["tight"].std(ddof=1)) / np.sqrt(30)
+    assert got.se < 0.5 * unpaired
+    named = paired_differences(evals, reference="still")
+    assert [p.agent for p in named] == ["tight", "wide"]
+    assert named[0].diffs["pnl"].mean == pytest.approx(-first[1].diffs["pnl"].mean)
+    js = named[1].to_json()
+    assert js["paired_reference"] == "still" and js["paired_diff"]["pnl"] == named[1].diffs["pnl"].mean
+    assert js["paired_ci"]["pnl"] == [named[1].diffs["pnl"].low, named[1].diffs["pnl"].high]
+    assert js["paired_method"]["pnl"] == "95% t interval, n = 30 episodes"
+
+
+def test_paired_differences_refuse_an_unknown_reference_and_different_episodes():
+    a = evaluate(_Constant(0.0), "as2008", episodes=4, seed=0, name="a")
+    with pytest.raises(ValueError, match=r"reference = 'b': not one of the evaluated agents \(a\)"):
+        paired_differences([a], reference="b")
+    other_seed = evaluate(_Constant(0.0), "as2008", episodes=4, seed=1, name="c")
+    with pytest.raises(ValueError, match="'c' ran 4 episodes from seed 1.*same episodes"):
+        paired_differences([a, other_seed])
+    fewer = evaluate(_Constant(0.0), "as2008", episodes=3, seed=0, name="d")
+    with pytest.raises(ValueError, match="'d' ran 3 episodes"):
+        paired_differences([a, fewer])

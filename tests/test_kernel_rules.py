@@ -73,8 +73,9 @@ def violations(trees: dict[str, ast.Module]) -> list[str]:
             if not _is_prange(node):
                 continue
             errors += [f"{where}, prange body: {w}" for w in _attribute_writes(node.body)]
+            inlined = sorted(_called_names(node.body) & writers)
             errors += [f"{where}, line {node.lineno}: the prange body inlines {name}, which writes through an "
-                       "attribute; call a separate kernel instead" for name in sorted(_called_names(node.body) & writers)]
+                       "attribute; call a separate kernel instead" for name in inlined]
     return errors
 
 

@@ -18,6 +18,19 @@ def _blocks(lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
 
 
+def test_the_tour_runs_as_written():
+    """The tour's Python blocks, in order, in one namespace, exactly as printed."""
+    tour = README.split("## A short tour", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", tour, flags=re.S)
+    assert len(blocks) == 2
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md (tour)", "exec"), namespace)
+    assert namespace["obs"].shape == (1000, 2) and set(namespace["info"]["reward_terms"]) == {
+        "pnl", "running_inventory_penalty", "terminal_inventory_penalty"}
+    assert namespace["actions"].shape == (1000, 2) and namespace["venv"].action_space.contains(namespace["actions"][0])
+
+
 def test_env_yaml_example_builds_and_steps():
     (example,) = [b for b in _blocks("yaml") if "kind: reduced_form" in b]
     cfg = yaml.safe_load(example)

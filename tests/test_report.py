@@ -7,12 +7,12 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
-from lobgym.report import bootstrap_ci, summarize_arms, write_report
-from lobgym.study import COLUMNS
+from lobgym.report import curve_bands, summarize_arms, write_report
+from lobgym.stats import describe, mean_ci
+from lobgym.study import COLUMNS, load_results
 
 PNG = b"\x89PNG\r\n\x1a\n"
 BASELINES = {"random": {"return_mean": 0.0, "pnl_mean": 1.0, "pnl_std": 2.0, "sharpe": 0.5,
@@ -88,16 +88,54 @@ def test_a_folder_without_run_folders_reports_from_its_baselines_json(tmp_path):
     assert "| avellaneda_stoikov | 3.000 | 1.000 | 3.000 | 1.000 |" in full
 
 
-def test_arm_summaries_and_bootstrap_interval():
-    rows = [{"env": "e", "agent": "a", "reward": "", "lr": "", "seed": str(s), "trial": f"t{s}",
+def _rows(values: list[float], agent: str = "a") -> list[dict[str, str]]:
+    return [{"env": "e", "agent": agent, "reward": "", "lr": "", "seed": str(s), "trial": f"{agent}{s}",
              "timesteps": "10", "final": "1", "return": str(x), "pnl": str(x), "pnl_std": "1", "sharpe": "1",
              "mean_abs_inventory": "1", "fills": "1", "lr_now": "0.1", "term_pnl": str(x)}
-            for s, x in enumerate([1.0, 2.0, 3.0, 4.0])]
-    arm = summarize_arms(rows)[("e", "a", "", "")]
+            for s, x in enumerate(values)]
+
+
+def test_arm_summaries_use_t_intervals_over_seeds():
+    arm = summarize_arms(_rows([1.0, 2.0, 3.0, 4.0]))[("e", "a", "", "")]
     assert arm["seeds"] == 4 and arm["return_mean"] == pytest.approx(2.5) and arm["terms"] == {"pnl": 2.5}
-    lo, hi = arm["return_ci"]
-    assert 1.0 <= lo < 2.5 < hi <= 4.0
-    assert bootstrap_ci(np.array([7.0])) == (7.0, 7.0)
+    ci = arm["return_ci"]
+    assert ci == mean_ci([1.0, 2.0, 3.0, 4.0]) and ci.method == "t" and ci.n == 4
+    # mean 2.5, s = 1.291, t_{0.975, 3} = 3.182446: wider than the seeds' range, unlike a percentile bootstrap
+    assert (ci.low, ci.high) == pytest.approx((2.5 - 3.182446 * 1.290994 / 2, 2.5 + 3.182446 * 1.290994 / 2), rel=1e-5)
+    assert ci.low < 1.0 and ci.high > 4.0
+    single = summarize_arms(_rows([7.0]))[("e", "a", "", "")]["return_ci"]
+    assert single.method == "none" and single.mean == 7.0  # one seed: no interval, not a zero-width one
+
+
+def test_a_non_finite_result_names_the_arm_and_column():
+    rows = _rows([1.0, 2.0])
+    rows[1]["pnl"] = "nan"
+    with pytest.raises(ValueError, match="arm e / a, column pnl: .*not finite"):
+        summarize_arms(rows)
+
+
+def test_report_labels_every_interval_with_its_method_and_n(tmp_path):
+    out = _study(tmp_path)
+    text = write_report(out).read_text()
+    assert "bootstrap" not in text
+    assert "## Final evaluation per arm (mean over seeds; 95% t interval, n = 3 seeds)" in text
+    assert "band: 95% t interval, n = 3 seeds" in text  # learning-curve caption
+    assert "bars: interval of the mean PnL over seeds (95% t interval, n = 3 seeds)" in text  # frontier caption
+    # the table's intervals at n = 3 are t intervals of the seeds' final returns
+    row = next(line for line in text.splitlines() if line.startswith("| ppo / pnl |"))
+    ci = mean_ci([0.8, 1.0, 1.2])
+    assert row.split("|")[4].strip() == f"[{ci.low:.3f}, {ci.high:.3f}]"
+    # the learning-curve bands are the same intervals, per evaluation
+    arms = summarize_arms(load_results(out), "pnl")
+    final = curve_bands(arms)[("cj2015", "ppo", "pnl", "")][-1]
+    assert final == mean_ci([1.8, 2.0, 2.2])
+
+
+def test_arms_with_different_seed_counts_are_labelled_with_the_range():
+    rows = _rows([1.0, 2.0, 3.0], "a") + _rows([1.0, 5.0], "b") + _rows([4.0], "c")
+    arms = summarize_arms(rows)
+    assert describe(s["return_ci"] for s in arms.values()) == (
+        "95% t interval, n = 2-3 seeds; no interval for n = 1 seed")
 
 
 def test_report_without_finished_trials_says_so(tmp_path):

@@ -6,6 +6,7 @@ in-process runs are built once per module and copied by the tests that change th
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -14,6 +15,7 @@ import re
 import shlex
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -33,9 +35,11 @@ from typer.testing import CliRunner
 import lobgym
 from lobgym import cli
 from lobgym.agents import training
-from lobgym.agents.checkpoints import latest_checkpoint
+from lobgym.agents.checkpoints import CheckpointFallback, latest_checkpoint
 from lobgym.agents.lr_control import Constant, DivergenceGuard, KLTarget, LRController, controller_of, make_lr_callback
+from lobgym.agents.model_files import replay_buffer_state, restore_replay_buffer
 from lobgym.config import ConfigError, load_env_config, load_training_config
+from lobgym.state_files import read_state, write_state
 
 ENV = "cj2015"
 EVAL_SEED = 1_000_000  # TrainEvalConfig's default
@@ -80,11 +84,10 @@ def _pth(model_zip: Path) -> dict[str, bytes]:
     return members
 
 
-def _vecnorm_stats(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as fh:
-        vn = pickle.load(fh)  # noqa: S301 -- written by the run under test
-    return {"obs_mean": vn.obs_rms.mean, "obs_var": vn.obs_rms.var, "obs_count": vn.obs_rms.count,
-            "ret_mean": vn.ret_rms.mean, "ret_var": vn.ret_rms.var, "ret_count": vn.ret_rms.count}
+def _vecnorm_stats(folder: Path) -> dict[str, Any]:
+    """The VecNormalize statistics saved in ``folder`` (vecnormalize.json + .npz)."""
+    vn = read_state(folder, "vecnormalize")
+    return {f"{part}_{key}": vn[f"{part}_rms"][key] for part in ("obs", "ret") for key in ("mean", "var", "count")}
 
 
 def _assert_same_stats(a: dict[str, Any], b: dict[str, Any]) -> None:
@@ -97,8 +100,7 @@ def _assert_same_outcome(expected: Path, actual: Path) -> None:
     """Two run folders trained to the same final and best models, evaluations and controller state."""
     assert _pth(actual / "final" / "model.zip") == _pth(expected / "final" / "model.zip")
     assert _pth(actual / "best" / "model.zip") == _pth(expected / "best" / "model.zip")
-    _assert_same_stats(_vecnorm_stats(actual / "final" / "vecnormalize.pkl"),
-                       _vecnorm_stats(expected / "final" / "vecnormalize.pkl"))
+    _assert_same_stats(_vecnorm_stats(actual / "final"), _vecnorm_stats(expected / "final"))
     # text equality: NaN-safe, and the JSON is written deterministically
     assert (actual / "evaluations.json").read_text() == (expected / "evaluations.json").read_text()
     ckpt_a, ckpt_e = latest_checkpoint(actual / "checkpoints"), latest_checkpoint(expected / "checkpoints")
@@ -143,6 +145,11 @@ def _sac(learning_rate: Any) -> SAC:
     torch.set_num_threads(1)
     return SAC("MlpPolicy", lobgym.make_vec_env(ENV, 2, seed=0), learning_rate=learning_rate, buffer_size=2000,
                learning_starts=20, batch_size=16, policy_kwargs={"net_arch": [16, 16]}, seed=0, device="cpu")
+
+
+#: ``_sac``'s model as a training preset (for the tests that load it back through lobgym).
+SMALL_SAC = {"kind": "sac", "n_envs": 2, "policy": {"net_arch": [16, 16]},
+             "hyperparams": {"buffer_size": 2000, "learning_starts": 20, "batch_size": 16}}
 
 
 def _sac_optimizers(model: SAC) -> dict[str, torch.optim.Optimizer]:
@@ -276,16 +283,17 @@ def test_a_run_folder_holds_config_metadata_logs_checkpoints_models_and_report(k
     assert _steps(run_dir) == FIXTURE_CHECKPOINTS[kind]
     latest = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
     assert latest == {"step": budget, "path": f"step_{budget:012d}"}
-    expected_files = {"model.zip", "state.pkl", "controller.json", "vecnormalize.pkl"}
+    expected_files = {"model.zip", "state.json", "state.npz", "controller.json", "vecnormalize.json",
+                      "vecnormalize.npz"}
     if kind == "sac":
-        expected_files.add("replay_buffer.pkl")
+        expected_files |= {"replay_buffer.json", "replay_buffer.npz"}
     for step in FIXTURE_CHECKPOINTS[kind]:
         folder = run_dir / "checkpoints" / f"step_{step:012d}"
         assert {p.name for p in folder.iterdir()} == expected_files
-        state = training.read_state(folder)
+        state = read_state(folder, "state")
         assert state["num_timesteps"] == step
         assert set(state["callbacks"]) >= {"episodes", "evaluation", "lr_control", "checkpoint"}
-        assert state["vecnormalize_returns"].shape == (preset["n_envs"],)
+        assert read_state(folder, "vecnormalize")["returns"].shape == (preset["n_envs"],)
         controller = json.loads((folder / "controller.json").read_text())
         assert len(controller["rules"]) == len(preset["learning_rate"]["rules"]) and controller["multiplier"] > 0
     # nothing half-written left behind (temporary folders are hidden)
@@ -304,7 +312,8 @@ def test_a_run_folder_holds_config_metadata_logs_checkpoints_models_and_report(k
 
     # best/ holds the first evaluation with the best score; final/ the model at the end of the budget
     for which in ("best", "final"):
-        assert {p.name for p in (run_dir / which).iterdir()} == {"model.zip", "vecnormalize.pkl", "info.json"}
+        assert {p.name for p in (run_dir / which).iterdir()} == {"model.zip", "vecnormalize.json", "vecnormalize.npz",
+                                                                 "info.json"}
     best = json.loads((run_dir / "best" / "info.json").read_text())
     assert best["metric"] == "return" and best["score"] == max(returns)
     assert best["timesteps"] == evaluations[returns.index(max(returns))]["timesteps"]
@@ -370,8 +379,9 @@ def test_resuming_a_finished_run_trains_no_further(ppo_run, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in (copy / "checkpoints").rglob("*") if p.is_file()} == saved  # untouched
     for step in _steps(ppo_run):
         name = f"step_{step:012d}"
-        assert (copy / "checkpoints" / name / "state.pkl").read_bytes() == \
-            (ppo_run / "checkpoints" / name / "state.pkl").read_bytes()
+        for file in ("state.json", "state.npz"):
+            assert (copy / "checkpoints" / name / file).read_bytes() == \
+                (ppo_run / "checkpoints" / name / file).read_bytes()
 
 
 def test_resume_survives_a_kill_while_a_replaced_model_folder_was_being_deleted(ppo_run, tmp_path):
@@ -391,7 +401,9 @@ def test_observe_sets_the_rate_of_the_next_sac_train_in_every_optimizer_also_aft
         return LRController(Constant(1e-3), [DivergenceGuard(signal="critic_loss", cut=0.1)])
 
     ctrl = controller()
-    model = _sac(ctrl)
+    torch.set_num_threads(1)
+    run = training.RunConfig(load_env_config(ENV), load_training_config(SMALL_SAC), 0, 1000)
+    model = training.new_model(run, lobgym.make_vec_env(ENV, 2, seed=0), ctrl)
     assert controller_of(model) is ctrl
     seen = _record_step_lrs(_sac_optimizers(model))
     model.learn(64)
@@ -404,12 +416,12 @@ def test_observe_sets_the_rate_of_the_next_sac_train_in_every_optimizer_also_aft
 
     # as `lobgym train --resume` does: the model loaded with a controller restored from controller.json
     model.save(tmp_path / "model.zip")
-    model.save_replay_buffer(tmp_path / "replay_buffer.pkl")
+    write_state(tmp_path, "replay_buffer", replay_buffer_state(model.replay_buffer))
     restored = controller()
     restored.load_state_dict(json.loads(json.dumps(ctrl.state_dict())))
-    loaded = training.load_model(tmp_path / "model.zip", "sac", env=lobgym.make_vec_env(ENV, 2, seed=1),
+    loaded = training.load_model(tmp_path / "model.zip", run, env=lobgym.make_vec_env(ENV, 2, seed=1),
                                  learning_rate=restored)
-    loaded.load_replay_buffer(tmp_path / "replay_buffer.pkl")
+    restore_replay_buffer(loaded.replay_buffer, read_state(tmp_path, "replay_buffer"), "replay_buffer")
     assert controller_of(loaded) is restored
     seen = _record_step_lrs(_sac_optimizers(loaded))
     loaded.learn(16, reset_num_timesteps=False)
@@ -504,14 +516,19 @@ def test_resume_refuses_a_missing_or_corrupted_controller_naming_the_file(corrup
     assert _steps(copy) == _steps(ppo_run)
 
 
-def test_cli_resume_with_a_missing_controller_exits_nonzero_with_the_message(ppo_run, tmp_path, runner):
+def test_cli_resume_with_no_controller_in_any_checkpoint_exits_nonzero_naming_each_file(ppo_run, tmp_path, runner):
     copy = Path(shutil.copytree(ppo_run, tmp_path / "copy"))
-    controller_json = latest_checkpoint(copy / "checkpoints") / "controller.json"
-    controller_json.unlink()
+    missing = [copy / "checkpoints" / f"step_{step:012d}" / "controller.json" for step in FIXTURE_CHECKPOINTS["ppo"]]
+    for path in missing:
+        path.unlink()
     result = runner.invoke(cli.app, ["train", "--resume", str(copy), "--no-progress"])
     assert result.exit_code == 2, result.output
     out = _flat(result.output)
-    assert f"error: {controller_json}: missing" in out and "will not resume at a default learning rate" in out
+    assert out.startswith(f"error: {copy / 'checkpoints'}: no readable checkpoint (")
+    for path in missing:
+        assert f"{path}: missing; the run trains with a learning-rate controller and will not resume at a default " \
+               "learning rate" in out
+    assert "Traceback" not in result.output
 
 
 # ------------------------------------------------------------- 6. the divergence guard inside SB3
@@ -721,3 +738,193 @@ def test_the_presets_optimizer_and_its_kwargs_are_used(kind, name, kwargs, cls):
         assert type(opt) is cls
         for key, value in kwargs.items():
             assert opt.defaults[key] == (tuple(value) if isinstance(value, list) else value)
+
+
+# ------------------------------------------------- 9. run folders: reading one runs no code; corrupt files
+class _Planted:
+    """What a malicious shared run folder would hold: a pickle that, once unpickled, creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def _plant_in_model_zip(path: Path, marker: Path, extra_key: str | None = None) -> None:
+    """Replace every pickled entry of an SB3 save's ``data`` (and add ``extra_key``) by a planted pickle."""
+    with zipfile.ZipFile(path) as zf:
+        members = {name: zf.read(name) for name in zf.namelist()}
+    data = json.loads(members["data"])
+    planted = base64.b64encode(pickle.dumps(_Planted(marker))).decode()
+    serialized = [k for k, v in data.items() if isinstance(v, dict) and ":serialized:" in v]
+    assert {"observation_space", "policy_class", "learning_rate", "_last_obs"} <= set(serialized), serialized
+    for key in serialized:
+        data[key][":serialized:"] = planted
+    if extra_key is not None:
+        data[extra_key] = {":type:": "<class 'object'>", ":serialized:": planted}
+    members["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, raw in members.items():
+            zf.writestr(name, raw)
+
+
+def _plant_npz(path: Path, marker: Path) -> None:
+    with open(path, "wb") as fh:
+        np.savez(fh, a0=np.array([_Planted(marker)], dtype=object))  # an object array: a pickle inside the npz
+
+
+def test_evaluating_and_resuming_a_run_folder_runs_no_code_from_it(ppo_run, tmp_path, runner):
+    copy = _rewound_copy(ppo_run, tmp_path / "copy", FIXTURE_CHECKPOINTS["ppo"][1])
+    marker = tmp_path / "pwned"
+    folders = [copy / "best", copy / "final", *sorted((copy / "checkpoints").glob("step_*"))]
+    for folder in folders:
+        _plant_in_model_zip(folder / "model.zip", marker)
+        for name in ("vecnormalize.pkl", "state.pkl", "replay_buffer.pkl"):  # the pickles older versions read
+            (folder / name).write_bytes(pickle.dumps(_Planted(marker)))
+
+    result = runner.invoke(cli.app, ["evaluate", "--agent", str(copy), "--episodes", "2"])
+    assert result.exit_code == 0, result.output
+    assert not marker.exists()
+    training.trained_agent(copy, "final")
+    assert not marker.exists()
+    training.resume(copy, progress=False, command=["resume"])
+    assert not marker.exists()
+    _assert_same_outcome(ppo_run, copy)  # every pickled entry was rebuilt from the run's config and state
+
+
+def test_a_pickled_model_entry_lobgym_does_not_rebuild_is_refused_naming_it(ppo_run, tmp_path):
+    copy = Path(shutil.copytree(ppo_run, tmp_path / "copy"))
+    marker = tmp_path / "pwned"
+    _plant_in_model_zip(copy / "best" / "model.zip", marker, extra_key="surprise")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(copy / 'best' / 'model.zip'))}: data entry 'surprise' is "
+                                         r"a pickled object lobgym does not rebuild from the run's config; refusing"):
+        training.trained_agent(copy)
+    assert not marker.exists()
+
+
+def _truncate(path: Path, marker: Path) -> None:
+    raw = path.read_bytes()
+    path.write_bytes(raw[:len(raw) // 2])
+
+
+def _flip_a_byte(path: Path, marker: Path) -> None:
+    raw = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        offset = zf.getinfo("policy.pth").header_offset
+    name_len, extra_len = struct.unpack("<HH", raw[offset + 26:offset + 30])  # the member's local header
+    raw[offset + 30 + name_len + extra_len + 40] ^= 0xFF  # inside the stored weights
+    path.write_bytes(bytes(raw))
+
+
+def _garbage(path: Path, marker: Path) -> None:
+    path.write_text('{"obs_rms": {"mean": ')
+
+
+def _old_pickle(path: Path, marker: Path) -> None:
+    for name in ("vecnormalize.json", "vecnormalize.npz"):
+        (path.parent / name).unlink()
+    (path.parent / "vecnormalize.pkl").write_bytes(pickle.dumps(_Planted(marker)))
+
+
+@pytest.mark.parametrize(("file", "corrupt", "message"), [
+    ("model.zip", _truncate, r"unreadable model \("),
+    ("model.zip", _flip_a_byte, r"unreadable model \(member 'policy.pth' fails its checksum\)"),
+    ("vecnormalize.npz", _truncate, r"unreadable arrays \("),
+    ("vecnormalize.npz", _plant_npz, r"unreadable arrays \(it holds pickled objects, which lobgym never loads\)"),
+    ("vecnormalize.json", _garbage, r"unreadable JSON \("),
+    ("vecnormalize.pkl", _old_pickle, r"a pickle written by an older lobgym; this version stores normaliser "
+                                      r"statistics as npz/JSON and never unpickles run files"),
+])
+def test_evaluating_a_run_with_a_corrupt_model_file_is_a_one_line_error_naming_it(ppo_run, tmp_path, runner, file,
+                                                                                    corrupt, message):
+    copy = Path(shutil.copytree(ppo_run, tmp_path / "copy"))
+    marker = tmp_path / "pwned"
+    path = copy / "best" / file
+    corrupt(path, marker)
+    result = runner.invoke(cli.app, ["evaluate", "--agent", str(copy), "--episodes", "2"])
+    assert result.exit_code == 2, result.output
+    assert re.fullmatch(rf"error: {re.escape(str(path))}: {message}.*\n", result.output), result.output
+    assert not marker.exists()
+
+
+def _remove(path: Path) -> None:
+    path.unlink()
+
+
+def _truncate_file(path: Path) -> None:
+    _truncate(path, path)
+
+
+@pytest.mark.parametrize(("file", "corrupt"), [
+    ("state.npz", _truncate_file), ("state.json", _truncate_file), ("model.zip", _truncate_file),
+    ("vecnormalize.npz", _remove), ("controller.json", _remove),
+])
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one_and_resumes_exactly(ppo_run, tmp_path, file,
+                                                                                         corrupt):
+    previous, newest = FIXTURE_CHECKPOINTS["ppo"][:2]
+    copy = _rewound_copy(ppo_run, tmp_path / "copy", newest)
+    bad = copy / "checkpoints" / f"step_{newest:012d}" / file
+    corrupt(bad)
+    with pytest.warns(CheckpointFallback, match=rf"^{re.escape(str(bad))}: .*; resuming from the previous kept "
+                                                rf"checkpoint, step_{previous:012d}$"):
+        training.resume(copy, progress=False, command=["resume"])
+    _assert_same_outcome(ppo_run, copy)
+
+
+def _pickled_state(checkpoint: Path) -> Path:
+    for name in ("state.json", "state.npz"):
+        (checkpoint / name).unlink()
+    (checkpoint / "state.pkl").write_bytes(b"\x80\x05N.")
+    return checkpoint / "state.pkl"
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    (lambda c: _pickled_state(c), r"a pickle written by an older lobgym; this version stores run state as npz/JSON"),
+    (lambda c: _garbage(c / "state.json", c) or c / "state.json", r"unreadable JSON \("),
+])
+def test_without_a_readable_checkpoint_resume_is_an_error_naming_each_file(ppo_run, tmp_path, where, message):
+    copy = _rewound_copy(ppo_run, tmp_path / "copy", FIXTURE_CHECKPOINTS["ppo"][0])  # the oldest kept one
+    bad = where(copy / "checkpoints" / f"step_{FIXTURE_CHECKPOINTS['ppo'][0]:012d}")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(copy / 'checkpoints'))}: no readable checkpoint "
+                                         rf"\({re.escape(str(bad))}: {message}"):
+        training.resume(copy, progress=False, command=["resume"])
+    assert (copy / "final" / "model.zip").read_bytes() == (ppo_run / "final" / "model.zip").read_bytes()
+
+
+@pytest.mark.parametrize(("file", "message"), [
+    ("checkpoints/latest.json", r"unreadable JSON \("),
+    ("baselines.json", r"unreadable JSON \("),
+])
+def test_resuming_with_a_corrupt_run_file_is_an_error_naming_it(ppo_run, tmp_path, runner, file, message):
+    copy = Path(shutil.copytree(ppo_run, tmp_path / "copy"))
+    (copy / file).write_text('{"step": 10')
+    result = runner.invoke(cli.app, ["train", "--resume", str(copy), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert re.fullmatch(rf"error: {re.escape(str(copy / file))}: {message}.*\n", result.output), result.output
+
+
+def test_resume_removes_what_interrupted_writes_left_and_refuses_a_run_another_process_trains(ppo_run, tmp_path):
+    copy = Path(shutil.copytree(ppo_run, tmp_path / "copy"))
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom lobgym.folders import exclusive\n"
+                               "with exclusive(sys.argv[1], 'training run'):\n    print('held', flush=True)\n"
+                               "    time.sleep(600)\n", str(copy)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(copy))}: another lobgym training run \(pid "
+                                             rf"{holder.pid} on .*\) holds {re.escape(str(copy / '.lock'))}"):
+            training.resume(copy, progress=False, command=["resume"])
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    planted = [copy / ".evaluations.json.q8w_2k.tmp", copy / "checkpoints" / ".latest.json.0xk3.tmp"]
+    for path in planted:
+        path.write_text("half")
+    folders = [copy / "checkpoints" / ".step_000000001024.m2n_b8", copy / ".best.u1y7t_"]
+    for folder in folders:
+        folder.mkdir()
+        (folder / "model.zip").write_bytes(b"PK")
+    training.resume(copy, progress=False, command=["resume"])
+    assert [p for p in copy.rglob(".*")] == []  # the leftovers, and the lock once the resume ended
+    _assert_same_outcome(ppo_run, copy)

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import math
 import os
-import platform
-import shlex
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,14 +32,16 @@ from lobgym.config import (
     ConfigError,
     EnvConfig,
     _load,
-    _Strict,
     load_env_config,
     load_training_config,
 )
+from lobgym.config_base import Strict
 from lobgym.io import write_atomic, write_json_atomic, write_text_atomic
 from lobgym.market._jit import kernel, parallel_kernel
 from lobgym.market.constants import NOISE_BINOMIAL, STREAM_FILLS, STREAM_MARKET
 from lobgym.market.rng import make_rng, normal, poisson_from_uniform, seed_rng, uniform
+from lobgym.progress import ProgressLines, is_terminal
+from lobgym.provenance import machine, provenance
 from lobgym.simulation import PARALLEL_MIN_ENVS, market_params
 
 
@@ -335,35 +334,94 @@ def bench_training(env: str, agent: str, timesteps: int) -> dict:
 
 
 def run(env: str = "as2008", n_envs: tuple[int, ...] = (1, 100, 1000, 10000), min_seconds: float = 1.0,
-        startup: bool = True, book: bool = True, train: tuple[str, ...] = (), train_timesteps: int = 50_000) -> dict:
-    """All measurements, as a dict ready for JSON."""
+        startup: bool = True, book: bool = True, train: tuple[str, ...] = (), train_timesteps: int = 50_000,
+        progress: bool = False) -> dict:
+    """All measurements, as a dict ready for JSON, with the run's provenance (machine, versions, ...);
+    ``progress`` shows them as they run (a bar on a terminal, plain lines elsewhere)."""
     cfg = load_env_config(env)
-    rows = [bench_single(cfg, min_seconds)]
-    for n in n_envs:
-        rows += [bench_book_env(cfg, n, min_seconds)] if isinstance(cfg, BookEnvConfig) else bench_batched(
-            cfg, n, min_seconds)
-    result = {
-        "env": cfg.name,
-        "threads": numba.get_num_threads(),
-        "rows": [asdict(r) | {"ratio_to_bare": r.ratio} for r in rows],
-    }
-    if startup:
-        result["import_and_first_step_s"] = import_and_first_step_seconds(env)
-    if book:
-        result["book_flow"] = bench_book_flow()
-        if not isinstance(cfg, BookEnvConfig):
-            result["book_env"] = asdict(row := bench_book_env(load_env_config("cst2010"), 1000, min_seconds)) | {
-                "ratio_to_bare": row.ratio}
-    if train:
-        result["training"] = [bench_training(env, agent, train_timesteps) for agent in train]
-    return result
+    record = provenance()
+    book_env = book and not isinstance(cfg, BookEnvConfig)
+    steps = _Steps(1 + len(n_envs) + startup + book + book_env + len(train), progress)
+    with steps:
+        steps.next("single env")
+        rows = [bench_single(cfg, min_seconds)]
+        for n in n_envs:
+            steps.next(f"N = {n:,}")
+            rows += [bench_book_env(cfg, n, min_seconds)] if isinstance(cfg, BookEnvConfig) else bench_batched(
+                cfg, n, min_seconds)
+        result = {
+            "env": cfg.name,
+            "threads": numba.get_num_threads(),
+            "rows": [asdict(r) | {"ratio_to_bare": r.ratio} for r in rows],
+        }
+        if startup:
+            steps.next("import + first step")
+            result["import_and_first_step_s"] = import_and_first_step_seconds(env)
+        if book:
+            steps.next("book engine events/s")
+            result["book_flow"] = bench_book_flow()
+            if book_env:
+                steps.next("order-book env cst2010")
+                result["book_env"] = asdict(row := bench_book_env(load_env_config("cst2010"), 1000, min_seconds)) | {
+                    "ratio_to_bare": row.ratio}
+        for agent in train:
+            steps.next(f"training {agent}")
+            result.setdefault("training", []).append(bench_training(env, agent, train_timesteps))
+    return result | _finish_record(record)
+
+
+def _finish_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A :func:`~lobgym.provenance.provenance` record taken at the start of a benchmark, completed at
+    its end: the load average at start and end, and numba's threading layer (known once a parallel
+    kernel has run)."""
+    record = dict(record)
+    m = dict(record["machine"])
+    m["load_average_start"] = m.pop("load_average")
+    m["load_average_end"] = list(os.getloadavg())
+    m["numba_threading_layer"] = machine()["numba_threading_layer"]
+    record["machine"] = m
+    return record
+
+
+class _Steps:
+    """Progress over a benchmark's measurements: a transient rich bar on a terminal (redrawn only
+    between measurements: no refresh thread competes with the timed kernels for the cores), else a
+    plain line on stdout as each measurement starts."""
+
+    def __init__(self, total: int, enabled: bool):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.done = -1
+        self.lines = ProgressLines("bench", total, "measurements") if enabled and not is_terminal() else None
+        self.bar = Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TextColumn("{task.description}"), disable=not enabled or self.lines is not None,
+                            transient=True, auto_refresh=False)
+        self.task = self.bar.add_task("", total=total)
+
+    def __enter__(self) -> _Steps:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.update(self.task, completed=max(self.done + 1, 0), refresh=True)
+        self.bar.stop()
+        if self.lines is not None and exc[0] is None:
+            self.lines.done = self.done + 1
+            self.lines.end("done")
+
+    def next(self, label: str) -> None:
+        """The next measurement starts."""
+        self.done += 1
+        self.bar.update(self.task, completed=self.done, description=label, refresh=True)
+        if self.lines is not None:
+            self.lines.update(self.done, f"now {label}", force=True)
 
 
 # ------------------------------------------------------------------------------ the benchmark study
 MARKET_TITLES = {"reduced_form": "reduced-form market", "book": "order-book market"}
 
 
-class BenchMarketSpec(_Strict):
+class BenchMarketSpec(Strict):
     """The env presets of one market and the batch sizes to time them at."""
 
     envs: list[str] = Field(min_length=1, description="env preset names or YAML paths")
@@ -378,14 +436,14 @@ class BenchMarketSpec(_Strict):
         return v
 
 
-class BookFlowBenchSpec(_Strict):
+class BookFlowBenchSpec(Strict):
     """The book engine alone under the CST (2010) flow, one core (:func:`bench_book_flow`)."""
 
     books: int = Field(100, gt=0, description="independent books")
     seconds: float = Field(200.0, gt=0, description="seconds of flow simulated per book")
 
 
-class TrainingBenchSpec(_Strict):
+class TrainingBenchSpec(Strict):
     """SB3 training throughput and the env's share of it (:func:`bench_training`)."""
 
     agents: list[str] = Field(min_length=1, description="training preset names or YAML paths (ppo, sac, ...)")
@@ -393,7 +451,7 @@ class TrainingBenchSpec(_Strict):
     timesteps: int = Field(50_000, gt=0, description="timesteps per training measurement")
 
 
-class BenchSpec(_Strict):
+class BenchSpec(Strict):
     """``kind: benchmark``: env-steps/s of each market's presets at each N next to the bare loop,
     book engine events/s, memory per env, and optionally training throughput, all in one run."""
 
@@ -451,55 +509,6 @@ def load_bench_spec(spec: str | Path | dict | BenchSpec) -> BenchSpec:
     return _load(BenchSpec, "experiments", spec)
 
 
-def machine_info() -> dict[str, Any]:
-    """Platform, CPU model, cores, numba threads and the load average when called."""
-    cpu = None
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), None)
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "platform": platform.platform(), "python": platform.python_version(),
-        "cpu": cpu or platform.processor() or None, "cores": os.cpu_count(),
-        "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "numba_threads": numba.get_num_threads(),
-    }
-    try:
-        info["numba_threading_layer"] = numba.threading_layer()
-    except ValueError:  # no parallel kernel has run yet
-        info["numba_threading_layer"] = None
-    return info
-
-
-def package_versions() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out: dict[str, str | None] = {}
-    for name in ("lobgym", "numpy", "numba", "gymnasium", "stable-baselines3", "torch", "pydantic"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def _git_commit() -> str | None:
-    try:
-        proc = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10,
-                              cwd=Path(__file__).resolve().parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout.strip() or None if proc.returncode == 0 else None
-
-
-def _command(command: list[str] | None) -> str:
-    argv = list(sys.argv if command is None else command)
-    if argv and Path(argv[0]).name in ("lobgym", "__main__.py"):
-        argv[0] = "lobgym"
-    return shlex.join(argv)
-
-
 def _row(market: str, env: str, r: BenchRow, memory: bool) -> dict[str, Any]:
     row = {"market": market, "env": env} | asdict(r) | {"ratio_to_bare": r.ratio}
     row["events_per_s"] = r.steps_per_s * r.events_per_step if r.events_per_step is not None else None
@@ -521,9 +530,8 @@ def run_spec(spec: str | Path | dict | BenchSpec, out: Path, progress: bool = Tr
     """
     spec = load_bench_spec(spec)
     out = Path(out)
-    started = datetime.now(timezone.utc)
+    record = provenance(command)  # before the measurements: start time and load
     t_start = time.perf_counter()
-    load_start = os.getloadavg()
     jobs: list[tuple[str, Any]] = []
     for market in ("reduced_form", "book"):
         group = getattr(spec, market)
@@ -543,15 +551,9 @@ def run_spec(spec: str | Path | dict | BenchSpec, out: Path, progress: bool = Tr
     result: dict[str, Any] = {"kind": "benchmark", "name": spec.name, "description": spec.description,
                               "spec": spec.model_dump(mode="json"), "rows": [], "book_flow": None,
                               "import_and_first_step_s": None, "training": []}
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.description}"), disable=not progress, transient=True,
-                   auto_refresh=False)  # no refresh thread competing with the timed kernels for the cores
-    with bar:
-        task = bar.add_task("", total=len(jobs))
+    with _Steps(len(jobs), progress) as steps:
         for label, job in jobs:
-            bar.update(task, description=label, refresh=True)
+            steps.next(label)
             if job[0] == "single":
                 cfg = load_env_config(job[2])
                 result["rows"].append(_row(job[1], cfg.name, bench_single(cfg, spec.seconds), spec.memory))
@@ -569,12 +571,7 @@ def run_spec(spec: str | Path | dict | BenchSpec, out: Path, progress: bool = Tr
                 result["startup_env"] = load_env_config(startup_env).name
             else:
                 result["training"].append(bench_training(spec.training.env, job[1], spec.training.timesteps))
-            bar.update(task, advance=1, refresh=True)
-    result["machine"] = machine_info() | {"load_average_start": list(load_start),
-                                          "load_average_end": list(os.getloadavg())}
-    result["versions"] = package_versions() | {"git_commit": _git_commit()}
-    result["command"] = _command(command)
-    result["started"] = started.isoformat(timespec="seconds")
+    result |= _finish_record(record)
     result["wall_seconds"] = time.perf_counter() - t_start
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "benchmark.json", result)
@@ -653,7 +650,7 @@ def report_markdown(result: dict) -> str:
               f"{result['spec']['seconds'] / 3:.2g} s; each env-steps/s figure sits next to the bare loop "
               f"(the same generators drawing the same random numbers per step, with the same threading) "
               f"measured right after it, the speed limit of any env built on those draws.", "",
-              f"Machine: {m['cpu'] or 'unknown CPU'}, {m['cores_available']} of {m['cores']} cores available, "
+              f"Machine: {m['cpu'] or 'unknown CPU'}, {m['cpus_available']} of {m['cpus']} cores available, "
               f"{m['numba_threads']} numba threads; load average (1, 5, 15 min) "
               f"{_loadavg(m['load_average_start'])} at the start and {_loadavg(m['load_average_end'])} at the end "
               f"(the machine is shared: other jobs' load lowers the figures; each row's `load` column is the "
@@ -708,16 +705,17 @@ def report_markdown(result: dict) -> str:
         lines += ["", "Env seconds: time inside the lobgym vec env (reset, step_async, step_wait); SB3's own "
                   "wrappers count as training time.", ""]
     lines += ["## Machine and versions", "", "| | |", "|---|---|",
-              f"| command | `{result['command']}` |", f"| started (UTC) | {result['started']} |",
+              f"| command | `{result['command']}` |", f"| started | {result['started']} |",
               f"| platform | {m['platform']} |", f"| CPU | {m['cpu'] or '-'} |",
-              f"| cores (available / total) | {m['cores_available']} / {m['cores']} |",
+              f"| cores (available / total) | {m['cpus_available']} / {m['cpus']} |",
               f"| numba threads | {m['numba_threads']} ({m.get('numba_threading_layer') or '-'} layer) |",
               f"| load average at start / end | {_loadavg(m['load_average_start'])} / "
               f"{_loadavg(m['load_average_end'])} |",
-              f"| Python | {m['python']} |"]
-    lines += [f"| {name} | {ver or 'not installed'} |" for name, ver in v.items() if name != "git_commit"]
-    if v.get("git_commit"):
-        lines.append(f"| git commit | {v['git_commit']} |")
+              f"| Python | {result['python']} |"]
+    lines += [f"| {name} | {ver or 'not installed'} |" for name, ver in v.items()]
+    if result.get("git_revision"):
+        lines.append(f"| git revision | {result['git_revision']}"
+                     f"{' (with uncommitted changes)' if result['git_dirty'] else ''} |")
     lines += ["", "Raw numbers: [`benchmark.json`](benchmark.json).", ""]
     return "\n".join(lines)
 
@@ -741,7 +739,7 @@ def _load_caveat(result: dict) -> list[str]:
     """A warning paragraph when the load average exceeded the cores during the run."""
     m = result["machine"]
     loads = [m["load_average_start"][0], m["load_average_end"][0], *(r["load_1min"] for r in result["rows"])]
-    cores = m["cores_available"] or 1
+    cores = m["cpus_available"] or 1
     if max(loads) <= cores:
         return []
     return [f"**The machine was oversubscribed during this run** (1-minute load up to {max(loads):.1f} on {cores} "

@@ -27,6 +27,26 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from lobgym.provenance import version_line
+
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="print lobgym's version (and git revision in a checkout) and exit")]
+    = False,
+) -> None:
+    # Runs before every command: a cold numba cache announces its compile instead of a silent minute.
+    from lobgym.compile_notice import announce_compiles
+
+    announce_compiles()
+
+
 def _list(kind: str) -> None:
     table = Table(title=f"{kind} presets", show_lines=False)
     table.add_column("name", style="bold cyan")
@@ -58,17 +78,21 @@ def _is_run(spec: str) -> bool:
 
 @app.command()
 def evaluate(
-    env: Annotated[str | None, typer.Option(help="env preset name or YAML path [default: a trained run's env, "
-                                                 "else as2008]")] = None,
+    env: Annotated[str | None, typer.Option(help="env preset name or YAML path",
+                                            show_default="a trained run's env, else as2008")] = None,
     agent: Annotated[list[str] | None, typer.Option(help="agent preset name, YAML path or trained run folder "
                                                          "(runs/<name>: its best model); repeat to compare")] = None,
     episodes: Annotated[int, typer.Option(min=1, help="episodes per agent")] = 1000,
     seed: Annotated[int, typer.Option(min=0, help="episode j runs on market seed seed + j, for every agent")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
+    reference: Annotated[str | None, typer.Option(help="agent name the others are compared with, episode by "
+                                                       "episode", show_default="the first agent")] = None,
 ) -> None:
-    """Evaluate agents side by side on common random numbers and print a metrics table."""
+    """Evaluate agents side by side on common random numbers; print a metrics table and each agent's
+    paired difference against the reference (mean, SE and 95% interval over the common episodes)."""
     from lobgym.agents import make_agent
     from lobgym.agents.evaluation import evaluate as run_evaluation
+    from lobgym.agents.evaluation import paired_differences
     from lobgym.config import load_agent_config, load_env_config
     from lobgym.io import write_json_atomic
 
@@ -79,7 +103,7 @@ def evaluate(
 
             env_cfg = RunConfig.read(Path(runs[0])).env
         else:
-            env_cfg = load_env_config(env or "as2008")
+            env_cfg = load_env_config(env if env is not None else "as2008")  # --env "" is an error
         from lobgym.config import BookEnvConfig
 
         defaults = DEFAULT_BOOK_AGENTS if isinstance(env_cfg, BookEnvConfig) else DEFAULT_AGENTS
@@ -94,10 +118,15 @@ def evaluate(
                 made.append((cfg.name, make_agent(cfg, env_cfg)))
     except (ConfigError, ValueError) as err:
         _fail(str(err))
+    names = [name for name, _ in made]
+    reference = names[0] if reference is None else reference
+    if reference not in names:
+        _fail(f"--reference {reference!r}: not one of the evaluated agents ({', '.join(names)})")
     results = []
     with console.status("evaluating…"):
         for name, a in made:
             results.append(run_evaluation(a, env_cfg, episodes=episodes, seed=seed, name=name))
+    paired = {p.agent: p for p in paired_differences(results, reference)}
     table = Table(title=f"{env_cfg.name}: {episodes} episodes per agent, market seeds {seed}..{seed + episodes - 1}")
     cols = [("agent", None), ("PnL mean", "pnl_mean"), ("PnL std", "pnl_std"), ("Sharpe", "sharpe"),
             ("q_T mean", "final_inventory_mean"), ("q_T std", "final_inventory_std"),
@@ -113,10 +142,30 @@ def evaluate(
     console.print(table)
     console.print("Sharpe = mean(PnL) / std(PnL) over episodes; spread = mean quoted ask - bid; "
                   "fills = lots filled per episode.", style="dim")
+    if paired:
+        _print_paired(list(paired.values()))
     if json_out is not None:
-        write_json_atomic(json_out, {"env": env_cfg.name, "episodes": episodes, "seed": seed,
-                                     "agents": [r.to_json() for r in results]})
+        write_json_atomic(json_out, {"env": env_cfg.name, "episodes": episodes, "seed": seed, "reference": reference,
+                                     "agents": [r.to_json() | (paired[r.agent].to_json() if r.agent in paired else {})
+                                                for r in results]})
         console.print(f"wrote {json_out}")
+
+
+def _print_paired(paired: list) -> None:
+    """The second table of ``lobgym evaluate``: agent - reference in return and PnL, episode by episode."""
+    from lobgym.stats import describe
+
+    cis = [c for p in paired for m, c in p.diffs.items() if m in ("return", "pnl")]
+    table = Table(title=f"paired differences, agent - {paired[0].reference} on the same episodes "
+                        f"(mean, SE, {describe(cis, 'episodes')})")
+    table.add_column("agent")
+    for title in ("return diff", "SE", "interval", "PnL diff", "SE", "interval", "n"):
+        table.add_column(title, justify="right")
+    for p in paired:
+        ret, pnl = p.diffs["return"], p.diffs["pnl"]
+        table.add_row(p.agent, *[cell for c in (ret, pnl) for cell in
+                                 (_fmt(c.mean), _fmt(c.se), f"[{_fmt(c.low)}, {_fmt(c.high)}]")], str(ret.n))
+    console.print(table)
 
 
 @app.command()
@@ -125,8 +174,8 @@ def train(
     agent: Annotated[str, typer.Option(help="training preset name or YAML path (ppo, sac, ppo_adaptive_lr, ...)")]
     = "ppo",
     seed: Annotated[int, typer.Option(min=0, help="model seed; training env i runs on market seed seed + i")] = 0,
-    timesteps: Annotated[int | None, typer.Option(min=1, help="training budget [default: the preset's]")] = None,
-    name: Annotated[str | None, typer.Option(help="run folder name [default: <agent>-<env>-seed<seed>]")] = None,
+    timesteps: Annotated[int | None, typer.Option(min=1, help="training budget", show_default="the preset's")] = None,
+    name: Annotated[str | None, typer.Option(help="run folder name", show_default="<agent>-<env>-seed<seed>")] = None,
     runs_dir: Annotated[Path, typer.Option(help="where run folders go")] = Path("runs"),
     resume: Annotated[Path | None, typer.Option(help="continue this run folder from its newest checkpoint")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
@@ -150,14 +199,14 @@ def train(
 @app.command()
 def study(
     spec: Annotated[str, typer.Argument(help="study spec: a name in experiments/ or a YAML path")],
-    out: Annotated[Path | None, typer.Option(help="study folder [default: runs/studies/<name>]")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="trials run at once [default: the spec's, "
-                                                                "else the cores]")] = None,
+    out: Annotated[Path | None, typer.Option(help="study folder", show_default="runs/studies/<name>")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="trials run at once",
+                                                show_default="the spec's, else the cores")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar over trials")] = True,
     backend: Annotated[str, typer.Option(help="where trials run: local (a process pool) or ray (Ray tasks, "
                                               "on a local Ray instance or a cluster; needs Ray installed)")] = "local",
-    address: Annotated[str | None, typer.Option(help="with --backend ray: an existing Ray cluster's address "
-                                                     "[default: start a local Ray instance]")] = None,
+    address: Annotated[str | None, typer.Option(help="with --backend ray: an existing Ray cluster's address",
+                                                show_default="start a local Ray instance")] = None,
 ) -> None:
     """Run a grid of trainings (resumes: finished trials are skipped), then write its report.
     A spec with ``kind: benchmark`` (experiments/env_benchmark.yaml) runs as ``lobgym bench --all``."""
@@ -228,8 +277,8 @@ def bench(
                                                      "book events/s, memory, training; writes a report")] = False,
     spec: Annotated[str, typer.Option(help="with --all: benchmark spec, a name in experiments/ or a YAML path")]
     = "env_benchmark",
-    out: Annotated[Path | None, typer.Option(help="with --all: report folder [default: experiments/<spec name>]")]
-    = None,
+    out: Annotated[Path | None, typer.Option(help="with --all: report folder",
+                                             show_default="experiments/<spec name>")] = None,
 ) -> None:
     """Measure env-steps/s (single env and batched) against a bare random-number loop."""
     from lobgym.bench import run
@@ -245,7 +294,7 @@ def bench(
     except ValueError:
         _fail(f"--n-envs = {n_envs!r}: expected comma-separated integers >= 1, e.g. 1,100,1000")
     try:
-        result = run(env, sizes, seconds, startup, book, tuple(train or ()), train_timesteps)
+        result = run(env, sizes, seconds, startup, book, tuple(train or ()), train_timesteps, progress=True)
     except (ConfigError, ValueError) as err:
         _fail(str(err))
     table = Table(title=f"lobgym bench: env {result['env']}, {result['threads']} numba threads")
@@ -292,20 +341,27 @@ def validate(
     seconds: Annotated[float, typer.Option(min=0.001, help="seconds recorded per book, after the warm-up")] = 600.0,
     seed: Annotated[int, typer.Option(min=0, help="seed of the first book")] = 0,
     sample_dt: Annotated[float, typer.Option(min=0.001, help="seconds between book samples")] = 1.0,
-    out: Annotated[Path | None, typer.Option(help="folder for the figure and JSON [default: runs/validate/<env>]")]
-    = None,
+    out: Annotated[Path | None, typer.Option(help="folder for the figure and JSON",
+                                             show_default="runs/validate/<env>")] = None,
     json_print: Annotated[bool, typer.Option("--json", help="print the facts as JSON instead of tables")] = False,
 ) -> None:
     """Simulate a book market's background flow alone and report its stylised facts (+ figure, JSON)."""
     import json
 
     from lobgym.io import write_json_atomic
+    from lobgym.progress import ProgressLines, is_terminal
     from lobgym.validation import book_market, plot_stylised_facts, stylised_facts
 
     try:
         name, _ = book_market(env)
-        with console.status(f"simulating {books} books x {seconds:g} s of {name}…"):
-            facts = stylised_facts(env, books=books, seconds=seconds, seed=seed, sample_dt=sample_dt)
+        if is_terminal(console):
+            with console.status(f"simulating {books} books x {seconds:g} s of {name}…"):
+                facts = stylised_facts(env, books=books, seconds=seconds, seed=seed, sample_dt=sample_dt)
+        else:  # plain lines for logs; with --json stdout holds the facts only
+            with ProgressLines(f"validate {name}", seconds, f"s recorded of {books} books",
+                               file=sys.stderr if json_print else None) as lines:
+                facts = stylised_facts(env, books=books, seconds=seconds, seed=seed, sample_dt=sample_dt,
+                                       progress=lines.update)
     except (ConfigError, ValueError, RuntimeError) as err:
         _fail(str(err))
     folder = out if out is not None else Path("runs") / "validate" / name

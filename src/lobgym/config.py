@@ -6,60 +6,89 @@ Every error names the field, the value and what is allowed, e.g.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from lobgym import presets
 from lobgym.book_spaces import BOOK_FEATURES
+from lobgym.config_base import (
+    COEF_MAX,
+    LOTS_MAX,
+    PRICE_MAX,
+    RATE_MAX,
+    SCALE_MAX,
+    SCALE_MIN,
+    TIME_MAX,
+    TIME_MIN,
+    ConfigError,
+    Strict,
+    format_error,
+)
 from lobgym.flow_config import FlowConfig, InformedConfig
 from lobgym.rewards import validate_term
 from lobgym.spaces import FEATURES
 
-
-class ConfigError(ValueError):
-    """A config file or dict failed validation; the message names field, value and what is allowed."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
-
-
 # ------------------------------------------------------------------------------------------ market
-class FillConfig(_Strict):
+#: Smallest non-zero volatility: observations divide mid moves by sigma sqrt(dt).
+SIGMA_MIN = 1e-9
+#: Largest initial price in ticks of a book market (int64 ticks, exact in float64 far beyond).
+TICKS_MAX = 1e12
+#: Largest agent order in a book market, in lots (each step's fill log is sized from it).
+BOOK_ORDER_LOTS_MAX = 10_000
+
+Price = Annotated[float, Field(ge=-PRICE_MAX, le=PRICE_MAX)]
+Span = Annotated[float, Field(ge=0, le=TIME_MAX)]
+
+#: Most expected Poisson events per step the kernels' inverse-CDF sampler is used for (fills, jumps).
+MAX_EVENTS_PER_DRAW = 50
+#: Largest fill intensity A: under the paper rule a larger A only means "a quote at depth 0 always fills".
+FILL_A_MAX = 1e12
+
+
+class FillConfig(Strict):
     """Fills of a quote at depth delta arrive with intensity A * exp(-k * delta)."""
 
     rule: Literal["paper", "poisson"] = "poisson"
-    A: float = Field(gt=0, description="arrival intensity of market orders reaching the mid, per unit time")
-    k: float = Field(gt=0, description="decay of the fill intensity with depth")
+    A: float = Field(gt=0, le=FILL_A_MAX, description="arrival intensity of market orders reaching the mid, per "
+                                                      f"unit time (at most {FILL_A_MAX:g}; poisson: A dt at most "
+                                                      f"{MAX_EVENTS_PER_DRAW})")
+    k: float = Field(gt=0, le=COEF_MAX, description=f"decay of the fill intensity with depth, per price unit "
+                                                    f"(at most {COEF_MAX:g})")
 
 
-class MeanReversion(_Strict):
-    kappa: float = Field(gt=0, description="Ornstein–Uhlenbeck mean-reversion speed")
-    theta: float = Field(description="long-run level")
+class MeanReversion(Strict):
+    kappa: float = Field(gt=0, le=RATE_MAX,
+                         description=f"Ornstein–Uhlenbeck mean-reversion speed (at most {RATE_MAX:g})")
+    theta: Price = Field(description=f"long-run level (|theta| at most {PRICE_MAX:g})")
 
 
-class Jumps(_Strict):
-    rate: float = Field(ge=0, description="jumps per unit time")
-    mean: float = 0.0
-    std: float = Field(0.0, ge=0)
+class Jumps(Strict):
+    rate: float = Field(ge=0, le=RATE_MAX, description=f"jumps per unit time (at most {RATE_MAX:g})")
+    mean: Price = Field(0.0, description=f"mean jump size (|mean| at most {PRICE_MAX:g})")
+    std: float = Field(0.0, ge=0, le=PRICE_MAX, description=f"jump size standard deviation (at most {PRICE_MAX:g})")
 
 
-class Fees(_Strict):
-    per_unit: float = Field(0.0, description="maker fee per filled lot; negative = rebate")
+class Fees(Strict):
+    per_unit: Price = Field(0.0, description="maker fee per filled lot; negative = rebate")
     rate: float = Field(0.0, gt=-1, lt=1, description="maker fee per traded value; negative = rebate")
 
 
-class InventoryConfig(_Strict):
-    initial: int | tuple[int, int] = Field(0, description="q0, or [low, high] to draw q0 uniformly")
-    limit: int | None = Field(None, gt=0, description="|q| bound: a side stops quoting at it")
+class InventoryConfig(Strict):
+    initial: int | tuple[int, int] = Field(0, description="q0, or [low, high] to draw q0 uniformly "
+                                                          f"(|q0| at most {LOTS_MAX:,})")
+    limit: int | None = Field(None, gt=0, le=LOTS_MAX, description=f"|q| bound: a side stops quoting at it "
+                                                                    f"(at most {LOTS_MAX:,})")
 
     @model_validator(mode="after")
     def _check(self) -> InventoryConfig:
         low, high = self.bounds
         if low > high:
             raise ValueError(f"initial = [{low}, {high}]: low must be <= high")
+        if max(abs(low), abs(high)) > LOTS_MAX:
+            raise ValueError(f"initial = {self.initial}: |q0| must be at most {LOTS_MAX:,} lots")
         if self.limit is not None and max(abs(low), abs(high)) > self.limit:
             raise ValueError(f"initial = {self.initial}: must lie within the limit +/-{self.limit}")
         return self
@@ -69,33 +98,61 @@ class InventoryConfig(_Strict):
         return (self.initial, self.initial) if isinstance(self.initial, int) else tuple(self.initial)
 
 
-class ReducedFormMarket(_Strict):
+def _whole_steps(horizon: float, dt: float) -> None:
+    steps = horizon / dt
+    if abs(steps - round(steps)) > 1e-6 * max(1.0, steps) or round(steps) < 1:
+        raise ValueError(f"horizon / dt = {horizon} / {dt} = {steps:g}: must be a whole number >= 1")
+
+
+class ReducedFormMarket(Strict):
     """Arithmetic Brownian mid (optional drift, OU mean reversion, jumps) and exponential fills."""
 
     kind: Literal["reduced_form"] = "reduced_form"
-    s0: float = Field(100.0, description="initial mid-price")
-    sigma: float = Field(ge=0, description="volatility, price units per sqrt(time)")
-    drift: float = 0.0
+    s0: float = Field(100.0, gt=0, le=PRICE_MAX, description=f"initial mid-price (at most {PRICE_MAX:g})")
+    sigma: float = Field(ge=0, le=PRICE_MAX, description="volatility, price units per sqrt(time): 0 (no diffusion) "
+                                                         f"or in [{SIGMA_MIN:g}, {PRICE_MAX:g}]")
+    drift: Price = Field(0.0, description="drift of the mid, price units per unit time")
     noise: Literal["normal", "binomial"] = "normal"
     mean_reversion: MeanReversion | None = None
     jumps: Jumps | None = None
-    horizon: float = Field(gt=0, description="episode length T")
-    dt: float = Field(gt=0, description="step length")
+    horizon: float = Field(gt=0, le=TIME_MAX, description=f"episode length T (at most {TIME_MAX:g})")
+    dt: float = Field(ge=TIME_MIN, le=TIME_MAX, description=f"step length (at least {TIME_MIN:g})")
     fill: FillConfig
-    tick_size: float | None = Field(None, gt=0)
+    tick_size: float | None = Field(None, gt=0, le=PRICE_MAX, description="price grid of the quotes (at most s0)")
     fees: Fees = Fees()
     inventory: InventoryConfig = InventoryConfig()
 
+    @field_validator("sigma")
+    @classmethod
+    def _sigma(cls, v: float) -> float:
+        if 0 < v < SIGMA_MIN:
+            raise ValueError(f"allowed: 0 (no diffusion) or at least {SIGMA_MIN:g} (observations divide by "
+                             "sigma sqrt(dt))")
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> ReducedFormMarket:
-        steps = self.horizon / self.dt
-        if abs(steps - round(steps)) > 1e-6 * max(1.0, steps) or round(steps) < 1:
-            raise ValueError(f"horizon / dt = {self.horizon} / {self.dt} = {steps:g}: must be a whole number >= 1")
-        if self.fill.rule == "poisson" and self.fill.A * self.dt > 50:
+        _whole_steps(self.horizon, self.dt)
+        if self.fill.rule == "poisson" and self.fill.A * self.dt > MAX_EVENTS_PER_DRAW:
             raise ValueError(
-                f"fill.A * dt = {self.fill.A * self.dt:g}: the poisson rule needs at most 50 expected fills "
-                "per step at depth 0; use a smaller dt"
+                f"fill.A * dt = {self.fill.A * self.dt:g}: the poisson rule needs at most {MAX_EVENTS_PER_DRAW} "
+                "expected fills per step at depth 0; use a smaller dt"
             )
+        jumps = self.jumps or Jumps(rate=0.0)
+        if jumps.rate * self.dt > MAX_EVENTS_PER_DRAW:
+            raise ValueError(f"jumps.rate * dt = {jumps.rate * self.dt:g}: at most {MAX_EVENTS_PER_DRAW} expected "
+                             "jumps per step; use a smaller dt")
+        if self.tick_size is not None and self.tick_size > self.s0:
+            raise ValueError(f"tick_size = {self.tick_size:g}: must be at most s0 = {self.s0:g}")
+        # How far the mid travels in an episode (drift, one standard deviation of the noise, the
+        # expected jumps): bounded so that cash, PnL and their squares stay far from overflow.
+        t = self.horizon
+        excursion = abs(self.drift) * t + self.sigma * math.sqrt(t) + jumps.rate * t * (abs(jumps.mean) + jumps.std)
+        if excursion > PRICE_MAX:
+            raise ValueError(
+                f"|drift| T + sigma sqrt(T) + jumps.rate T (|jumps.mean| + jumps.std) = {excursion:.3g}: the mid's "
+                f"travel over an episode must be at most {PRICE_MAX:g} price units (lower drift, sigma, jumps or "
+                "horizon)")
         return self
 
     @property
@@ -103,22 +160,22 @@ class ReducedFormMarket(_Strict):
         return int(round(self.horizon / self.dt))
 
 
-class InitialBook(_Strict):
+class InitialBook(Strict):
     """The book an episode's warm-up starts from: background orders on both sides of a 1-tick spread."""
 
-    depth: int = Field(10, gt=0, description="price levels per side")
-    orders_per_level: int = Field(3, gt=0, description="orders of flow.size lots at each level")
+    depth: int = Field(10, gt=0, le=10_000, description="price levels per side")
+    orders_per_level: int = Field(3, gt=0, le=LOTS_MAX, description="orders of flow.size lots at each level")
 
 
-class Delay(_Strict):
+class Delay(Strict):
     """A latency: constant, uniform on [low, high], or exponential with mean ``mean`` truncated at ``cap``."""
 
     dist: Literal["constant", "uniform", "exponential"] = "constant"
-    value: float = Field(0.0, ge=0, description="the delay of dist: constant")
-    low: float = Field(0.0, ge=0, description="lower end of dist: uniform")
-    high: float = Field(0.0, ge=0, description="upper end of dist: uniform")
-    mean: float = Field(0.0, ge=0, description="mean of the untruncated dist: exponential")
-    cap: float = Field(0.0, ge=0, description="largest delay of dist: exponential (the draw is truncated there)")
+    value: Span = Field(0.0, description="the delay of dist: constant")
+    low: Span = Field(0.0, description="lower end of dist: uniform")
+    high: Span = Field(0.0, description="upper end of dist: uniform")
+    mean: Span = Field(0.0, description="mean of the untruncated dist: exponential")
+    cap: Span = Field(0.0, description="largest delay of dist: exponential (the draw is truncated there)")
 
     @model_validator(mode="after")
     def _check(self) -> Delay:
@@ -129,35 +186,41 @@ class Delay(_Strict):
         return self
 
     @property
+    def max_field(self) -> str:
+        """The field holding the largest delay of ``dist``."""
+        return {"constant": "value", "uniform": "high", "exponential": "cap"}[self.dist]
+
+    @property
     def max(self) -> float:
-        return {"constant": self.value, "uniform": self.high, "exponential": self.cap}[self.dist]
+        return getattr(self, self.max_field)
 
 
-class LatencyConfig(_Strict):
+class LatencyConfig(Strict):
     entry: Delay = Delay()
     cancel: Delay = Delay()
-    observation: float = Field(0.0, ge=0, description="the agent sees the market as it was this long ago")
+    observation: Span = Field(0.0, description="the agent sees the market as it was this long ago")
 
 
-class FeeSchedule(_Strict):
-    per_unit: float = Field(0.0, description="fee per lot traded; negative = rebate")
+class FeeSchedule(Strict):
+    per_unit: Price = Field(0.0, description="fee per lot traded; negative = rebate")
     rate: float = Field(0.0, gt=-1, lt=1, description="fee per traded value; negative = rebate")
 
 
-class BookFees(_Strict):
+class BookFees(Strict):
     maker: FeeSchedule = FeeSchedule()
     taker: FeeSchedule = FeeSchedule()
 
 
-class BookMarket(_Strict):
+class BookMarket(Strict):
     """An L3 price-time-priority book driven by background order flow; the agent's orders sit in its queues."""
 
     kind: Literal["book"]
-    tick_size: float = Field(0.01, gt=0, description="price of one tick")
-    s0: float = Field(100.0, gt=0, description="initial mid-price (rounded to the tick grid)")
-    horizon: float = Field(gt=0, description="episode length in seconds of flow")
-    dt: float = Field(gt=0, description="seconds of flow per env step")
-    warmup: float = Field(300.0, ge=0, description="seconds of background flow before each episode starts")
+    tick_size: float = Field(0.01, gt=0, le=PRICE_MAX, description="price of one tick (s0 / tick_size at most "
+                                                                   f"{TICKS_MAX:g} ticks)")
+    s0: float = Field(100.0, gt=0, le=PRICE_MAX, description="initial mid-price (rounded to the tick grid)")
+    horizon: float = Field(gt=0, le=TIME_MAX, description="episode length in seconds of flow")
+    dt: float = Field(ge=TIME_MIN, le=TIME_MAX, description="seconds of flow per env step")
+    warmup: Span = Field(300.0, description="seconds of background flow before each episode starts")
     levels: int = Field(200, ge=20, le=100_000, description="price levels kept in each book's window")
     max_orders: int = Field(1024, ge=64, le=1_000_000, description="resting orders a book can hold")
     initial_book: InitialBook = InitialBook()
@@ -170,22 +233,32 @@ class BookMarket(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> BookMarket:
-        steps = self.horizon / self.dt
-        if abs(steps - round(steps)) > 1e-6 * max(1.0, steps) or round(steps) < 1:
-            raise ValueError(f"horizon / dt = {self.horizon} / {self.dt} = {steps:g}: must be a whole number >= 1")
+        _whole_steps(self.horizon, self.dt)
         lat = self.latency
-        for name, value in (("entry", lat.entry.max), ("cancel", lat.cancel.max), ("observation", lat.observation)):
+        for name, value, field in (("entry", lat.entry.max, "entry." + lat.entry.max_field),
+                                   ("cancel", lat.cancel.max, "cancel." + lat.cancel.max_field),
+                                   ("observation", lat.observation, "observation")):
             if value >= self.dt:
-                raise ValueError(f"latency.{name} = {value:g} (largest delay): must be < dt = {self.dt:g}")
+                raise ValueError(f"latency.{name} = {value:g} (largest delay: latency.{field}): must be < dt = "
+                                 f"{self.dt:g}")
         s0_tick = self.s0 / self.tick_size
+        if not self.levels <= s0_tick <= TICKS_MAX:
+            raise ValueError(f"s0 / tick_size = {self.s0} / {self.tick_size} = {s0_tick:.6g} ticks: allowed: "
+                             f"levels = {self.levels} .. {TICKS_MAX:g} ticks (prices stay positive integers of ticks)")
         if abs(s0_tick - round(s0_tick)) > 1e-6 * max(1.0, s0_tick):
             raise ValueError(f"s0 = {self.s0}: must be a multiple of tick_size = {self.tick_size}")
+        field, reach = self.flow.reach()
+        if reach > self.levels // 2:
+            raise ValueError(f"flow.{field}: background orders arrive up to {reach} ticks from the best "
+                             f"quotes; allowed: at most levels // 2 = {self.levels // 2} (the book's window of "
+                             f"levels = {self.levels} prices; orders beyond it are parked, and every event walks them)")
         if 2 * self.initial_book.depth + 2 > self.levels:
             raise ValueError(f"initial_book.depth = {self.initial_book.depth}: both sides must fit in the "
                              f"window of levels = {self.levels}")
         if 2 * self.initial_book.depth * self.initial_book.orders_per_level > self.max_orders // 2:
-            raise ValueError(f"initial_book = {self.initial_book.depth} x {self.initial_book.orders_per_level}: "
-                             f"must use at most half of max_orders = {self.max_orders}")
+            raise ValueError(f"initial_book.depth x initial_book.orders_per_level = {self.initial_book.depth} x "
+                             f"{self.initial_book.orders_per_level} per side: must use at most half of max_orders = "
+                             f"{self.max_orders}")
         return self
 
     @property
@@ -196,6 +269,58 @@ class BookMarket(_Strict):
     def s0_tick(self) -> int:
         return int(round(self.s0 / self.tick_size))
 
+    def event_rates(self) -> dict[str, float]:
+        """Expected background events per second by the field that drives them (an upper estimate in
+        stationarity: each limit order counts twice, as it can also be cancelled)."""
+        rates = {f"flow.{k}": v for k, v in self.flow.event_rates().items()}
+        if self.informed is not None:
+            rates["informed.rate"] = self.informed.rate
+        return rates
+
+    def expected_events(self) -> float:
+        """Expected background events of one episode, warm-up included (see :meth:`event_rates`)."""
+        seeded = 2 * self.initial_book.depth * self.initial_book.orders_per_level  # each can be cancelled
+        return sum(self.event_rates().values()) * (self.warmup + self.horizon) + seeded
+
+
+# ------------------------------------------------------------------------------------------ limits
+#: Default ceilings on one episode's work (see :class:`WorkLimits`).
+MAX_STEPS_PER_EPISODE = 1_000_000
+MAX_EVENTS_PER_EPISODE = 10_000_000
+
+
+class WorkLimits(Strict):
+    """Ceilings on the work of one episode. A config above one is refused (a typo such as
+    ``warmup: 1e7`` would otherwise run for hours); raise a ceiling here on purpose."""
+
+    max_steps_per_episode: int = Field(MAX_STEPS_PER_EPISODE, gt=0, le=10**12,
+                                       description="env steps per episode (horizon / dt)")
+    max_events_per_episode: int = Field(MAX_EVENTS_PER_EPISODE, gt=0, le=10**15,
+                                        description="expected background order-book events per episode, warm-up "
+                                                    "included (order-book markets)")
+
+
+def _check_work(market: ReducedFormMarket | BookMarket, limits: WorkLimits) -> None:
+    """Refuse a market whose episode needs more work than ``limits`` allow, naming the fields responsible."""
+    if market.n_steps > limits.max_steps_per_episode:
+        raise ValueError(
+            f"market.horizon / market.dt = {market.horizon:g} / {market.dt:g} = {market.n_steps:,} steps per episode: "
+            f"allowed: at most limits.max_steps_per_episode = {limits.max_steps_per_episode:,} (a larger dt or "
+            "shorter horizon, or raise the ceiling on purpose)")
+    if not isinstance(market, BookMarket):
+        return
+    events = market.expected_events()
+    if events > limits.max_events_per_episode:
+        rates = market.event_rates()
+        top, top_rate = max(rates.items(), key=lambda kv: kv[1])
+        note = getattr(market.flow, "rate_note", lambda: "")()
+        raise ValueError(
+            f"market: {events:.3g} expected background events per episode = {sum(rates.values()):.4g} events/s "
+            f"(largest: market.{top} -> {top_rate:.4g}/s{'; market.' + note if note else ''}) x "
+            f"(market.warmup = {market.warmup:g} + market.horizon = "
+            f"{market.horizon:g}) s: allowed: at most limits.max_events_per_episode = "
+            f"{limits.max_events_per_episode:,} (lower the rates, warmup or horizon, or raise the ceiling on purpose)")
+
 
 # ------------------------------------------------------------------------------- actions, obs, reward
 def _unique_features(v: list[str]) -> list[str]:
@@ -205,12 +330,16 @@ def _unique_features(v: list[str]) -> list[str]:
     return v
 
 
-class SizesConfig(_Strict):
-    max_size: int = Field(gt=0, description="largest quote size in lots")
+Scale = Annotated[float, Field(ge=SCALE_MIN, le=SCALE_MAX)]
 
 
-class ActionConfig(_Strict):
-    max_depth: float = Field(gt=0, description="depth quoted at action +1, price units")
+class SizesConfig(Strict):
+    max_size: int = Field(gt=0, le=LOTS_MAX, description=f"largest quote size in lots (at most {LOTS_MAX:,})")
+
+
+class ActionConfig(Strict):
+    max_depth: float = Field(gt=0, le=PRICE_MAX, description=f"depth quoted at action +1, price units (at most "
+                                                             f"{PRICE_MAX:g})")
     sizes: SizesConfig | None = Field(None, description="when set, actions also choose quote sizes")
     clip: bool = Field(False, description="clip actions outside [-1, 1] instead of raising")
 
@@ -218,16 +347,17 @@ class ActionConfig(_Strict):
 FeatureName = Literal[tuple(FEATURES)]  # type: ignore[valid-type]
 
 
-class ObservationConfig(_Strict):
+class ObservationConfig(Strict):
     features: list[FeatureName] = Field(default_factory=lambda: ["inventory", "time_left"], min_length=1)
-    inventory_scale: float = Field(10.0, gt=0, description="inventory divisor when no limit is set")
+    inventory_scale: Scale = Field(10.0, description=f"inventory divisor when no limit is set ({SCALE_MIN:g} .. "
+                                                     f"{SCALE_MAX:g} lots)")
 
     _unique = field_validator("features")(classmethod(lambda cls, v: _unique_features(v)))
 
 
-class RewardTermConfig(_Strict):
+class RewardTermConfig(Strict):
     term: str
-    weight: float = 1.0
+    weight: float = Field(1.0, ge=-COEF_MAX, le=COEF_MAX, description=f"|weight| at most {COEF_MAX:g}")
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -236,7 +366,7 @@ class RewardTermConfig(_Strict):
         return self
 
 
-class EnvConfig(_Strict):
+class EnvConfig(Strict):
     """A market-making environment: market, action codec, observation and reward."""
 
     name: str = "custom"
@@ -245,6 +375,12 @@ class EnvConfig(_Strict):
     action: ActionConfig
     observation: ObservationConfig = ObservationConfig()
     reward: list[RewardTermConfig] = Field(default_factory=lambda: [RewardTermConfig(term="pnl")], min_length=1)
+    limits: WorkLimits = Field(default_factory=WorkLimits, description="ceilings on one episode's work")
+
+    @model_validator(mode="after")
+    def _check(self) -> EnvConfig:
+        _check_work(self.market, self.limits)
+        return self
 
     @property
     def inventory_scale(self) -> float:
@@ -252,34 +388,36 @@ class EnvConfig(_Strict):
         return float(limit) if limit is not None else self.observation.inventory_scale
 
 
-class BookActionConfig(_Strict):
+class BookActionConfig(Strict):
     """How ``Box(-1, 1)`` actions map to the agent's orders in a book market (see :mod:`lobgym.book_spaces`)."""
 
     reference: Literal["mid", "touch"] = Field(
         "mid", description="offsets count from the nearest tick on each side of the mid, or from the best quotes")
     max_offset: int = Field(10, gt=0, le=10_000, description="offset in ticks at action +1 (0 at action -1)")
-    max_size: int = Field(5, gt=0, description="largest quote size in lots (a size of 0 withdraws the side)")
-    market_order: int = Field(0, ge=0, description="when > 0, a 5th action sends market orders of up to this many lots")
+    max_size: int = Field(5, gt=0, le=BOOK_ORDER_LOTS_MAX, description="largest quote size in lots (a size of 0 "
+                                                                       "withdraws the side)")
+    market_order: int = Field(0, ge=0, le=BOOK_ORDER_LOTS_MAX,
+                              description="when > 0, a 5th action sends market orders of up to this many lots")
     clip: bool = Field(False, description="clip actions outside [-1, 1] instead of raising")
 
 
 BookFeatureName = Literal[tuple(BOOK_FEATURES)]  # type: ignore[valid-type]
 
 
-class BookObservationConfig(_Strict):
+class BookObservationConfig(Strict):
     features: list[BookFeatureName] = Field(
         default_factory=lambda: ["inventory", "time_left", "spread", "depth", "imbalance", "returns", "queue"],
         min_length=1)
     depth_levels: int = Field(5, gt=0, le=50, description="levels per side in the depth feature")
     returns: int = Field(5, gt=0, le=100, description="recent one-step mid returns in the returns feature")
-    depth_scale: float = Field(10.0, gt=0, description="lots that map to 1.0 in depth and queue features")
-    return_scale: float = Field(5.0, gt=0, description="ticks of mid move that map to 1.0 in the returns feature")
-    inventory_scale: float = Field(10.0, gt=0, description="inventory divisor when no limit is set")
+    depth_scale: Scale = Field(10.0, description="lots that map to 1.0 in depth and queue features")
+    return_scale: Scale = Field(5.0, description="ticks of mid move that map to 1.0 in the returns feature")
+    inventory_scale: Scale = Field(10.0, description="inventory divisor when no limit is set")
 
     _unique = field_validator("features")(classmethod(lambda cls, v: _unique_features(v)))
 
 
-class BookEnvConfig(_Strict):
+class BookEnvConfig(Strict):
     """A market-making environment on an order-book market."""
 
     name: str = "custom"
@@ -288,6 +426,12 @@ class BookEnvConfig(_Strict):
     action: BookActionConfig = BookActionConfig()
     observation: BookObservationConfig = BookObservationConfig()
     reward: list[RewardTermConfig] = Field(default_factory=lambda: [RewardTermConfig(term="pnl")], min_length=1)
+    limits: WorkLimits = Field(default_factory=WorkLimits, description="ceilings on one episode's work")
+
+    @model_validator(mode="after")
+    def _check(self) -> BookEnvConfig:
+        _check_work(self.market, self.limits)
+        return self
 
     @property
     def inventory_scale(self) -> float:
@@ -299,38 +443,44 @@ AnyEnvConfig = EnvConfig | BookEnvConfig
 
 
 # ------------------------------------------------------------------------------------------ agents
-class AvellanedaStoikovParams(_Strict):
-    gamma: float = Field(gt=0, description="risk aversion")
+class AvellanedaStoikovParams(Strict):
+    gamma: float = Field(gt=0, le=COEF_MAX, description=f"risk aversion (at most {COEF_MAX:g})")
     symmetric: bool = Field(False, description="centre the AS spread on the mid (the paper's benchmark)")
 
 
-class GueantParams(_Strict):
-    gamma: float = Field(gt=0, description="risk aversion")
-    inventory_bound: int | None = Field(None, gt=0, description="stop quoting a side at |q| = bound")
+class GueantParams(Strict):
+    gamma: float = Field(gt=0, le=COEF_MAX, description=f"risk aversion (at most {COEF_MAX:g})")
+    inventory_bound: int | None = Field(None, gt=0, le=LOTS_MAX, description="stop quoting a side at |q| = bound")
 
 
-class CarteaJaimungalParams(_Strict):
-    phi: float | None = Field(None, ge=0, description="running inventory penalty; default: from the env reward")
-    alpha: float | None = Field(None, ge=0, description="terminal inventory penalty; default: from the env reward")
-    inventory_bound: int = Field(20, gt=0, description="solve on q in [-bound, bound]; a side stops at the bound")
+class CarteaJaimungalParams(Strict):
+    phi: float | None = Field(None, ge=0, le=COEF_MAX,
+                              description="running inventory penalty; default: from the env reward")
+    alpha: float | None = Field(None, ge=0, le=COEF_MAX,
+                                description="terminal inventory penalty; default: from the env reward")
+    inventory_bound: int = Field(20, gt=0, le=1000, description="solve on q in [-bound, bound]; a side stops at the "
+                                                                "bound (at most 1000: a (2 bound + 1)^2 matrix)")
 
 
-class FixedSpreadParams(_Strict):
-    half_spread: float = Field(ge=0, description="depth quoted on both sides")
+class FixedSpreadParams(Strict):
+    half_spread: float = Field(ge=0, le=PRICE_MAX, description="depth quoted on both sides")
 
 
-class RandomParams(_Strict):
-    seed: int = Field(0, ge=0)
+class RandomParams(Strict):
+    seed: int = Field(0, ge=0, lt=2**63)
 
 
-class BookQuoterParams(_Strict):
-    offset: int = Field(0, ge=0, description="ticks from the reference quote (action.reference) on both sides")
-    size: int = Field(1, gt=0, description="lots per side")
-    skew: float = Field(0.0, ge=0, description="ticks the quotes move away from the inventory's side per lot held")
-    max_inventory: int | None = Field(None, gt=0, description="stop adding to the position at |q| = max_inventory")
+class BookQuoterParams(Strict):
+    offset: int = Field(0, ge=0, le=10_000, description="ticks from the reference quote (action.reference) on both "
+                                                        "sides")
+    size: int = Field(1, gt=0, le=BOOK_ORDER_LOTS_MAX, description="lots per side")
+    skew: float = Field(0.0, ge=0, le=COEF_MAX,
+                        description="ticks the quotes move away from the inventory's side per lot held")
+    max_inventory: int | None = Field(None, gt=0, le=LOTS_MAX,
+                                      description="stop adding to the position at |q| = max_inventory")
 
 
-BASELINE_PARAMS: dict[str, type[_Strict]] = {
+BASELINE_PARAMS: dict[str, type[Strict]] = {
     "avellaneda_stoikov": AvellanedaStoikovParams,
     "gueant": GueantParams,
     "cartea_jaimungal": CarteaJaimungalParams,
@@ -340,7 +490,7 @@ BASELINE_PARAMS: dict[str, type[_Strict]] = {
 }
 
 
-class AgentConfig(_Strict):
+class AgentConfig(Strict):
     """An agent preset: which agent and its parameters."""
 
     name: str = "custom"
@@ -367,7 +517,7 @@ class AgentConfig(_Strict):
         return self
 
     @property
-    def typed_params(self) -> _Strict:
+    def typed_params(self) -> Strict:
         return BASELINE_PARAMS[self.kind].model_validate(self.params)
 
 
@@ -378,25 +528,25 @@ LR_SIGNALS = ("approx_kl", "loss", "value_loss", "policy_loss", "clip_fraction",
 LRSignal = Literal[LR_SIGNALS]  # type: ignore[valid-type]
 
 
-class ConstantBase(_Strict):
+class ConstantBase(Strict):
     kind: Literal["constant"]
     lr: float = Field(gt=0)
 
 
-class LinearBase(_Strict):
+class LinearBase(Strict):
     kind: Literal["linear"]
     start: float = Field(gt=0)
     end: float = Field(ge=0)
 
 
-class CosineBase(_Strict):
+class CosineBase(Strict):
     kind: Literal["cosine"]
     peak: float = Field(gt=0)
     end: float = Field(0.0, ge=0)
     warmup: float = Field(0.0, ge=0, lt=1, description="fraction of training spent warming up")
 
 
-class CyclicBase(_Strict):
+class CyclicBase(Strict):
     kind: Literal["cyclic"]
     low: float = Field(gt=0)
     high: float = Field(gt=0)
@@ -409,7 +559,7 @@ class CyclicBase(_Strict):
         return self
 
 
-class KLTargetRule(_Strict):
+class KLTargetRule(Strict):
     kind: Literal["kl_target"]
     signal: Literal["approx_kl"] = "approx_kl"
     target: float = Field(0.01, gt=0)
@@ -417,7 +567,7 @@ class KLTargetRule(_Strict):
     factor: float = Field(1.5, gt=1)
 
 
-class PlateauRule(_Strict):
+class PlateauRule(Strict):
     kind: Literal["plateau"]
     signal: LRSignal = "eval_return"
     mode: Literal["min", "max"] = "max"
@@ -427,7 +577,7 @@ class PlateauRule(_Strict):
     factor: float = Field(0.5, gt=0, lt=1)
 
 
-class BoldDriverRule(_Strict):
+class BoldDriverRule(Strict):
     kind: Literal["bold_driver"]
     signal: LRSignal = "train_return"
     smoothing: float = Field(0.9, ge=0, lt=1)
@@ -436,7 +586,7 @@ class BoldDriverRule(_Strict):
     tolerance: float = Field(0.0, ge=0)
 
 
-class DivergenceGuardRule(_Strict):
+class DivergenceGuardRule(Strict):
     kind: Literal["divergence_guard"]
     signal: LRSignal = "loss"
     max_ratio: float = Field(10.0, gt=1)
@@ -446,7 +596,7 @@ class DivergenceGuardRule(_Strict):
                                                  "optimizer state when the guard fires")
 
 
-class LRControlConfig(_Strict):
+class LRControlConfig(Strict):
     """``learning_rate:`` of a training preset when it adapts: a time base and rules (lobgym.agents.lr_control)."""
 
     base: Annotated[ConstantBase | LinearBase | CosineBase | CyclicBase, Field(discriminator="kind")]
@@ -469,7 +619,8 @@ def load_lr_control(spec: dict | LRControlConfig, source: str = "learning_rate")
     try:
         return LRControlConfig.model_validate(spec)
     except ValidationError as err:
-        raise ConfigError(_format(err, source, LRControlConfig)) from None
+        # without the data: these messages keep pydantic's discriminator tags (``base.cosine.peak``)
+        raise ConfigError(format_error(err, source, LRControlConfig)) from None
 
 
 # ---------------------------------------------------------------------------------------- training
@@ -497,7 +648,7 @@ Scalar = float | int | bool | str | None
 HyperValue = Scalar | list[Scalar]
 
 
-class PolicyConfig(_Strict):
+class PolicyConfig(Strict):
     """The networks: SB3's ``MlpPolicy`` with these hidden layers and activation."""
 
     net_arch: list[int] | dict[str, list[int]] = Field(
@@ -518,7 +669,7 @@ class PolicyConfig(_Strict):
         return v
 
 
-class OptimizerConfig(_Strict):
+class OptimizerConfig(Strict):
     name: Literal["adam", "adamw", "rmsprop"] = "adam"
     kwargs: dict[str, HyperValue] = Field(default_factory=dict, description="keyword arguments of the optimizer")
 
@@ -532,7 +683,7 @@ class OptimizerConfig(_Strict):
         return self
 
 
-class NormalizeConfig(_Strict):
+class NormalizeConfig(Strict):
     """Running normalisation of observations and rewards (SB3's ``VecNormalize``)."""
 
     obs: bool = False
@@ -541,7 +692,7 @@ class NormalizeConfig(_Strict):
     clip_reward: float = Field(10.0, gt=0)
 
 
-class TrainEvalConfig(_Strict):
+class TrainEvalConfig(Strict):
     """Periodic deterministic evaluation on held-out market seeds, the same ones at every evaluation."""
 
     every: int = Field(10_000, gt=0, description="timesteps between evaluations")
@@ -552,12 +703,12 @@ class TrainEvalConfig(_Strict):
     metric: Literal["return", "pnl", "sharpe"] = Field("return", description="what 'best model' maximises")
 
 
-class CheckpointConfig(_Strict):
+class CheckpointConfig(Strict):
     every: int = Field(20_000, gt=0, description="timesteps between checkpoints")
     keep: int = Field(2, gt=0, description="checkpoints kept on disk (the newest)")
 
 
-class TrainingConfig(_Strict):
+class TrainingConfig(Strict):
     """A training preset (zoo-style): algorithm, networks, batch of envs, hyperparameters, optimizer,
     learning rate (a number or a controller spec), evaluation and checkpoints."""
 
@@ -584,7 +735,7 @@ class TrainingConfig(_Strict):
             try:
                 return LRControlConfig.model_validate(v)
             except ValidationError as err:
-                msg = _format(err, "learning_rate", LRControlConfig).removeprefix("learning_rate: ")
+                msg = format_error(err, "learning_rate", LRControlConfig, v).removeprefix("learning_rate: ")
                 raise ValueError(msg) from None
         if isinstance(v, bool) or not isinstance(v, int | float | LRControlConfig) or (
                 not isinstance(v, LRControlConfig) and not v > 0):
@@ -602,75 +753,13 @@ class TrainingConfig(_Strict):
 
 
 # ----------------------------------------------------------------------------------------- loading
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model inside an annotation such as ``X``, ``X | None`` or ``list[X]``."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _fields_at(model: type[BaseModel] | None, loc: tuple) -> list[str] | None:
-    """Field names accepted by the (nested) model that holds the item at ``loc``, if it can be found."""
-    for key in loc[:-1]:
-        if isinstance(key, int):
-            continue  # a list index: the items' model is the list's
-        field = model.model_fields.get(key) if model is not None else None
-        if field is None:
-            return None
-        model = _model_in(field.annotation)
-    return list(model.model_fields) if model is not None else None
-
-
-def _model_names() -> set[str]:
-    """Class names of every pydantic model defined so far (pydantic uses them as union tags)."""
-    stack, names = [BaseModel], set()
-    while stack:
-        for sub in stack.pop().__subclasses__():
-            names.add(sub.__name__)
-            stack.append(sub)
-    return names
-
-
-def _format(err: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:
-    # drop union members' tags (``list[...]``, ``function-after[...]``, a model class name) from the
-    # locations: they are not fields or keys the user wrote
-    models = _model_names()
-    errors = [e | {"loc": tuple(x for x in e["loc"] if not (isinstance(x, str) and ("[" in x or x in models)))}
-              for e in err.errors()]
-    # a value that failed every member of a union: drop the members whose very type did not match
-    # ("Input should be a valid dictionary") when another member got further into it
-    errors = [e for e in errors if not (e["type"].endswith("_type") and any(
-        o is not e and not o["type"].endswith("_type") and o["loc"][:len(e["loc"])] == e["loc"] for o in errors))]
-    lines: list[str] = []
-    for e in errors:
-        loc = ".".join(f"[{x}]" if isinstance(x, int) else str(x) for x in e["loc"]).replace(".[", "[")
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            allowed = _fields_at(model, tuple(e["loc"]))
-            if allowed:
-                msg += f"; allowed: {', '.join(allowed)}"
-        value = e.get("input")
-        shown = "" if isinstance(value, dict) else f" = {value!r}"
-        line = f"{loc}{shown}: {msg}" if loc else msg  # top-level validator messages name their field
-        if line not in lines:
-            lines.append(line)
-    return f"{source}: " + "; ".join(lines)
-
-
 def _load(model: type[BaseModel] | Any, kind: str, spec: Any) -> Any:
     """Validate ``spec`` with ``model`` (or with ``model(data)`` when it picks the model from the data)."""
     if isinstance(model, type) and isinstance(spec, model):
         return spec
     source = "config"
     if isinstance(spec, str | Path):
-        try:
-            path = presets.resolve(kind, spec)
-        except (ValueError, FileNotFoundError) as err:
-            raise ConfigError(str(err)) from None
+        path = presets.resolve(kind, spec)  # these two raise ConfigError naming the file
         source = str(path)
         data = presets.read_yaml(path)
         data.setdefault("name", path.stem)
@@ -685,7 +774,7 @@ def _load(model: type[BaseModel] | Any, kind: str, spec: Any) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format(err, source, model)) from None
+        raise ConfigError(format_error(err, source, model, data)) from None
 
 
 def load_env_config(spec: str | Path | dict | EnvConfig | BookEnvConfig) -> EnvConfig | BookEnvConfig:

@@ -32,8 +32,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+import numpy as np
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from lobgym.config_base import COEF_MAX, LIST_MAX, LOTS_MAX, RATE_MAX, Strict
 from lobgym.market import flow as F
 
 # The Cont–Stoikov–Talreja (2010) calibration.
@@ -43,7 +45,11 @@ CST_MU = 0.94
 CST_K = 1.92
 CST_ALPHA = 0.52
 
-Rate = Annotated[float, Field(ge=0)]
+Rate = Annotated[float, Field(ge=0, le=RATE_MAX)]  # events per second; the sum over a config is bounded too
+#: Largest exponent of the limit-order profile k / d**alpha beyond its table.
+EXPONENT_MAX = 10.0
+#: Most entries of the queue-reactive tables (levels x queue sizes 0..q_max).
+QR_TABLE_MAX = 1_000_000
 
 #: Default Hawkes flow (EVENT_* order: limit bid, limit ask, market buy, market sell, cancel bid,
 #: cancel ask); alpha[e][j] is the jump of lambda_e at an event of type j, per unit of beta.
@@ -63,8 +69,11 @@ def _cst_profile(levels: int) -> tuple[float, ...]:
     return tuple(CST_LAM[d - 1] if d <= len(CST_LAM) else round(CST_K / d**CST_ALPHA, 4) for d in range(1, levels + 1))
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+def _tail(k: float | None, alpha: float | None, start: int, levels: int) -> float:
+    """Sum of the profile k / d**alpha over the distances beyond a table of ``start`` entries."""
+    if k is None or alpha is None:
+        return 0.0
+    return sum(k / d**alpha for d in range(start + 1, levels + 1))
 
 
 def _check_profile(lam: list[float], levels: int, k: float | None, alpha: float | None, alpha_name: str) -> None:
@@ -75,20 +84,21 @@ def _check_profile(lam: list[float], levels: int, k: float | None, alpha: float 
                          "or neither")
 
 
-class CSTFlow(_Strict):
+class CSTFlow(Strict):
     """Cont–Stoikov–Talreja (2010) flow: limit orders at distance d = 1..levels from the opposite
     best with rate lam[d-1] (beyond the table k / d**alpha), market orders at rate mu per side,
     each order at distance d cancelled at rate theta[d-1] (the last entry further out)."""
 
     model: Literal["cst"] = "cst"
     lam: list[Rate] = Field(list(CST_LAM), min_length=1, description="limit rate at distance 1, 2, ... per side")
-    theta: list[Rate] = Field(list(CST_THETA), min_length=1,
+    theta: list[Rate] = Field(list(CST_THETA), min_length=1, max_length=LIST_MAX,
                               description="cancel rate per order at distance 1, 2, ...; the last one further out")
-    mu: float = Field(CST_MU, ge=0, description="market order rate per side")
-    k: float | None = Field(CST_K, ge=0, description="limit rate k / d**alpha beyond the lam table")
-    alpha: float | None = Field(CST_ALPHA, ge=0, description="exponent of the limit rate beyond the table")
+    mu: Rate = Field(CST_MU, description="market order rate per side")
+    k: Rate | None = Field(CST_K, description="limit rate k / d**alpha beyond the lam table")
+    alpha: float | None = Field(CST_ALPHA, ge=0, le=EXPONENT_MAX,
+                                description="exponent of the limit rate beyond the table")
     levels: int = Field(10, ge=1, le=10_000, description="distances D where limit orders arrive")
-    size: int = Field(1, ge=1, description="lots per background order")
+    size: int = Field(1, ge=1, le=LOTS_MAX, description="lots per background order")
 
     @field_validator("theta")
     @classmethod
@@ -103,29 +113,43 @@ class CSTFlow(_Strict):
         _check_profile(self.lam, self.levels, self.k, self.alpha, "alpha")
         return self
 
+    def event_rates(self) -> dict[str, float]:
+        """Expected events per second by field (both sides; each limit order counted twice, as it can be
+        cancelled): an upper estimate in stationarity."""
+        rates = {f"lam[{j}]": 4.0 * v for j, v in enumerate(self.lam)}
+        rates["k"] = 4.0 * _tail(self.k, self.alpha, len(self.lam), self.levels)
+        rates["mu"] = 2.0 * self.mu
+        return rates
+
+    def reach(self) -> tuple[str, int]:
+        """The field setting how far from the best quotes orders arrive, and that distance in ticks."""
+        return "levels", self.levels
+
 
 def _six(name: str) -> str:
     return f"{name} must have 6 entries, in the order limit bid, limit ask, market buy, market sell, cancel bid, " \
            "cancel ask"
 
 
-class HawkesFlow(_Strict):
+class HawkesFlow(Strict):
     """Multivariate exponential-kernel Hawkes flow: lambda_e(t) = baseline[e] + sum over past events
     (t_k, e_k) of alpha[e][e_k] * exp(-beta_e (t - t_k)); where orders go follows the CST profiles."""
 
     model: Literal["hawkes"] = "hawkes"
     baseline: list[Rate] = Field(list(HAWKES_BASELINE), description=_six("baseline intensities"))
-    beta: float | list[float] = Field(HAWKES_BETA, description="excitation decay rate, one or one per event type")
+    beta: Rate | list[Rate] = Field(HAWKES_BETA, description="excitation decay rate, one or one per event type")
     alpha: list[list[Rate]] = Field([list(r) for r in HAWKES_ALPHA],
                                     description="6 x 6 excitation jumps alpha[e][j] of lambda_e at a type-j event")
-    order_cancel: float = Field(0.5, ge=0, description="extra cancellation rate of each order, times theta(d)")
+    order_cancel: float = Field(0.5, ge=0, le=COEF_MAX,
+                                description="extra cancellation rate of each order, times theta(d)")
     lam: list[Rate] = Field(list(CST_LAM), min_length=1, description="weights of a limit order's distance 1, 2, ...")
-    k: float | None = Field(CST_K, ge=0, description="weight k / d**lam_alpha beyond the lam table")
-    lam_alpha: float | None = Field(CST_ALPHA, ge=0, description="exponent of the weight beyond the table")
-    theta: list[Rate] = Field(list(CST_THETA), min_length=1,
+    k: Rate | None = Field(CST_K, description="weight k / d**lam_alpha beyond the lam table")
+    lam_alpha: float | None = Field(CST_ALPHA, ge=0, le=EXPONENT_MAX,
+                                    description="exponent of the weight beyond the table")
+    theta: list[Rate] = Field(list(CST_THETA), min_length=1, max_length=LIST_MAX,
                               description="weights of the order a cancel removes by distance; the last one further out")
     levels: int = Field(10, ge=1, le=10_000, description="distances D where limit orders arrive")
-    size: int = Field(1, ge=1, description="lots per background order")
+    size: int = Field(1, ge=1, le=LOTS_MAX, description="lots per background order")
 
     @field_validator("baseline")
     @classmethod
@@ -173,24 +197,47 @@ class HawkesFlow(_Strict):
         _check_profile(self.lam, self.levels, self.k, self.lam_alpha, "lam_alpha")
         return self
 
+    def event_rates(self) -> dict[str, float]:
+        """Expected events per second by field, from the stationary mean rates: the events of each
+        baseline with all the events they excite through ``alpha``, and the per-order cancellations
+        (at most one per limit order)."""
+        mean = F.hawkes_mean_rates(self.baseline, self.alpha, self.beta)
+        # (I - alpha / beta)^-1 column e: the events of every type one type-e immigrant leads to
+        cluster = F.hawkes_mean_rates(np.eye(F.N_EVENT_TYPES), self.alpha, self.beta).sum(axis=0)
+        rates = {f"baseline[{e}]": b * float(cluster[e]) for e, b in enumerate(self.baseline)}
+        if self.order_cancel > 0:
+            rates["order_cancel"] = float(mean[F.EVENT_LIMIT_BID] + mean[F.EVENT_LIMIT_ASK])
+        return rates
 
-class QueueReactiveFlow(_Strict):
+    def reach(self) -> tuple[str, int]:
+        """The field setting how far from the best quotes orders arrive, and that distance in ticks."""
+        return "levels", self.levels
+
+    def rate_note(self) -> str:
+        """What drives the rates beyond the baselines: the branching of the excitation."""
+        radius = F.hawkes_spectral_radius(self.alpha, self.beta)
+        return f"flow.alpha / flow.beta has spectral radius {radius:.6g}, each event exciting on average " \
+               f"~{1 / (1 - radius):.3g} in all"
+
+
+class QueueReactiveFlow(Strict):
     """Queue-reactive flow (Huang, Lehalle & Rosenbaum 2015) on the first K = len(insert) levels of
     each side, counted from the same-side best; per level a constant or a table by queue size."""
 
     model: Literal["queue_reactive"] = "queue_reactive"
     insert: list[Rate | list[Rate]] = Field(
-        list(_cst_profile(10)), min_length=1,
+        list(_cst_profile(10)), min_length=1, max_length=1000,
         description="limit insertion rate at level 1..K: a constant per level, or a table by queue size")
     cancel: list[Rate | list[Rate]] = Field(
-        [CST_THETA[min(k, len(CST_THETA)) - 1] for k in range(1, 11)], min_length=1,
+        [CST_THETA[min(k, len(CST_THETA)) - 1] for k in range(1, 11)], min_length=1, max_length=1000,
         description="per level: a cancel rate per order (total = rate * q), or a table of total rates by queue size")
-    market: float | list[Rate] = Field(CST_MU, description="rate of market orders at the best: a constant (q >= 1) "
-                                                           "or a table by the best queue's size")
-    inside: float = Field(CST_LAM[0], ge=0, description="rate of a limit order inside a spread of >= 2 ticks, per side")
-    far_cancel: float = Field(CST_THETA[-1], gt=0, description="cancel rate per order beyond level K")
+    market: Rate | list[Rate] = Field(CST_MU, description="rate of market orders at the best: a constant (q >= 1) "
+                                                          "or a table by the best queue's size")
+    inside: Rate = Field(CST_LAM[0], description="rate of a limit order inside a spread of >= 2 ticks, per side")
+    far_cancel: float = Field(CST_THETA[-1], gt=0, le=RATE_MAX, description="cancel rate per order beyond level K")
     q_max: int = Field(30, ge=1, le=100_000, description="queue sizes above q_max use the q_max entry")
-    size: int = Field(1, ge=1, description="lots per background order; queue sizes are counted in these units")
+    size: int = Field(1, ge=1, le=LOTS_MAX,
+                      description="lots per background order; queue sizes are counted in these units")
 
     @field_validator("market")
     @classmethod
@@ -206,6 +253,9 @@ class QueueReactiveFlow(_Strict):
         levels = len(self.insert)
         if len(self.cancel) != levels:
             raise ValueError(f"cancel has {len(self.cancel)} levels but insert has {levels}: give one entry per level")
+        if levels * (self.q_max + 1) > QR_TABLE_MAX:
+            raise ValueError(f"{levels} levels x (q_max + 1 = {self.q_max + 1}) queue sizes: the tables may hold at "
+                             f"most {QR_TABLE_MAX:,} entries (fewer levels or a smaller q_max)")
         for name in ("insert", "cancel", "market"):
             value = getattr(self, name)
             if name == "market":
@@ -230,18 +280,31 @@ class QueueReactiveFlow(_Strict):
         market = pad(self.market) if isinstance(self.market, list) else [0.0] + [self.market] * self.q_max
         return insert, cancel, market
 
+    def event_rates(self) -> dict[str, float]:
+        """Largest events per second by field (both sides, at the queue sizes with the highest rates;
+        each limit order counted twice, as it can be cancelled): an upper estimate."""
+        insert, _, market = self.tables()
+        rates = {f"insert[{k}]": 4.0 * max(row) for k, row in enumerate(insert)}
+        rates["inside"] = 4.0 * self.inside
+        rates["market"] = 2.0 * max(market[1:])
+        return rates
+
+    def reach(self) -> tuple[str, int]:
+        """The field setting how far from the best quotes orders arrive, and that distance in ticks."""
+        return "insert", len(self.insert)
+
 
 #: A flow config, dispatched on its ``model`` key.
 FlowConfig = Annotated[CSTFlow | HawkesFlow | QueueReactiveFlow, Field(discriminator="model")]
 
 
-class InformedConfig(_Strict):
+class InformedConfig(Strict):
     """A fundamental price F (ticks) jumping at ``rate`` by N(0, jump_ticks**2); market orders buy
     with probability 1 / (1 + exp(-kappa (F - mid))), so the price is pulled towards F."""
 
-    rate: float = Field(0.05, ge=0, description="jumps of the fundamental per unit time")
-    jump_ticks: float = Field(5.0, gt=0, description="standard deviation of a jump, in ticks")
-    kappa: float = Field(0.5, ge=0, description="tilt of market-order direction per tick of F - mid")
+    rate: Rate = Field(0.05, description="jumps of the fundamental per unit time")
+    jump_ticks: float = Field(5.0, gt=0, le=1e6, description="standard deviation of a jump, in ticks (at most 1e6)")
+    kappa: float = Field(0.5, ge=0, le=COEF_MAX, description="tilt of market-order direction per tick of F - mid")
 
 
 def build_flow_params(flow: FlowConfig, informed: InformedConfig | None = None) -> F.FlowParams:

@@ -1,13 +1,14 @@
 """``lobgym report <study dir>``: a markdown report with tables and matplotlib figures of a study.
 
 Arms are the grid cells without the seed (env x agent x reward x initial lr); every statistic is
-over the arm's seeds. All trials of an env were evaluated on the same held-out market seeds, so
-their scores and the baselines' are directly comparable (common random numbers).
+over the arm's seeds, and every interval is :func:`lobgym.stats.mean_ci` over them (a Student t
+interval at the usual 2-10 seeds), labelled with its method and n. All trials of an env were
+evaluated on the same held-out market seeds, so their scores and the baselines' are directly
+comparable (common random numbers).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -16,19 +17,11 @@ from typing import Any
 import numpy as np
 
 from lobgym.io import write_atomic, write_text_atomic
+from lobgym.state_files import read_json
+from lobgym.stats import CI, describe, mean_ci
 from lobgym.study import load_results, load_study, trial_baselines
 
 METRICS = ("return", "pnl", "pnl_std", "sharpe", "mean_abs_inventory", "fills")
-
-
-def bootstrap_ci(x: np.ndarray, level: float = 0.95, n: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean (a single value gives a zero-width interval)."""
-    x = np.asarray(x, dtype=np.float64)
-    if len(x) < 2:
-        return float(x.mean()), float(x.mean())
-    means = np.random.default_rng(seed).choice(x, size=(n, len(x)), replace=True).mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
 
 
 def _arm(row: dict[str, str]) -> tuple[str, str, str, str]:
@@ -50,13 +43,13 @@ def _label(arm: tuple[str, str, str, str], with_env: bool) -> str:
 def baselines_of(out: Path, rows: list[dict[str, str]]) -> dict[str, dict[str, dict[str, float]]]:
     """env -> baseline -> summary: the study's baselines.json, else (older study folders) the trials' own."""
     if (out / "baselines.json").is_file():
-        return json.loads((out / "baselines.json").read_text())
+        return read_json(out / "baselines.json", expect=dict)
     return trial_baselines(out, rows)
 
 
 def summarize_arms(rows: list[dict[str, str]], curve: str = "return") -> dict[tuple, dict[str, Any]]:
-    """Per arm: final metrics per seed, their mean and bootstrap CI, each reward term's mean episode
-    sum (``terms``), and the learning curves."""
+    """Per arm: final metrics per seed, their mean and interval over seeds (``<metric>_ci``, a
+    :class:`lobgym.stats.CI`), each reward term's mean episode sum (``terms``), and the learning curves."""
     finals: dict[tuple, list[dict[str, str]]] = defaultdict(list)
     curves: dict[tuple, dict[str, list[tuple[int, float, float]]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
@@ -71,7 +64,10 @@ def summarize_arms(rows: list[dict[str, str]], curve: str = "return") -> dict[tu
             x = np.array([float(r[m]) for r in fin])
             stats[m] = x
             stats[f"{m}_mean"] = float(np.mean(x))
-            stats[f"{m}_ci"] = bootstrap_ci(x)
+            try:
+                stats[f"{m}_ci"] = mean_ci(x)
+            except ValueError as err:
+                raise ValueError(f"results.csv, arm {_label(arm, True)}, column {m}: {err}") from None
         stats["terms"] = {k.removeprefix("term_"): float(np.mean([float(r[k]) for r in fin]))
                           for k in fin[0] if k.startswith("term_") and fin[0][k] != ""}
         out[arm] = stats
@@ -102,8 +98,8 @@ def normalised(arms: dict[tuple, dict[str, Any]], baselines: dict[str, dict[str,
 
 
 def plot_curves(arms: dict[tuple, dict[str, Any]], baselines: dict, path: Path, curve: str = "return") -> Path:
-    """Evaluation ``curve`` (return or PnL; mean and 95% band over seeds) and learning rate against
-    timesteps; one column per (env, initial lr), one line per agent / reward."""
+    """Evaluation ``curve`` (return or PnL; mean and :func:`lobgym.stats.mean_ci` band over seeds) and
+    learning rate against timesteps; one column per (env, initial lr), one line per agent / reward."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,18 +116,20 @@ def plot_curves(arms: dict[tuple, dict[str, Any]], baselines: dict, path: Path, 
     from matplotlib.ticker import FuncFormatter
 
     thousands = FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0")
+    bands = curve_bands(arms)
     for j, (env, lr) in enumerate(panels):
         top, bottom = axes[0, j], axes[-1, j]
         for arm, s in arms.items():
             if (arm[0], arm[3]) != (env, lr):
                 continue
-            steps, ret, rate = _aligned(s["curves"])
-            mean = ret.mean(axis=0)
-            half = 1.96 * ret.std(axis=0, ddof=1) / math.sqrt(len(ret)) if len(ret) > 1 else np.zeros_like(mean)
+            steps, _, rate = _aligned(s["curves"])
+            band = bands[arm]
+            mean, low, high = (np.array([getattr(ci, k) for ci in band]) for k in ("mean", "low", "high"))
             c = colors[(arm[1], arm[2])]
             name = " / ".join(x for x in (arm[1], arm[2]) if x)
             top.plot(steps, mean, color=c, label=name)
-            top.fill_between(steps, mean - half, mean + half, color=c, alpha=0.2)
+            if np.isfinite(low).all():  # a single seed has no band
+                top.fill_between(steps, low, high, color=c, alpha=0.2)
             for r in rate if show_lr else ():
                 bottom.plot(steps, r, color=c, alpha=0.6, lw=1)
         for b, summary in sorted(baselines.get(env, {}).items()):
@@ -144,14 +142,21 @@ def plot_curves(arms: dict[tuple, dict[str, Any]], baselines: dict, path: Path, 
         bottom.set_xlabel("timesteps")
         bottom.xaxis.set_major_formatter(thousands)
         if j == 0:
-            top.set_ylabel(f"evaluation {'PnL' if curve == 'pnl' else 'return'} (mean, 95% band)")
+            top.set_ylabel(f"evaluation {'PnL' if curve == 'pnl' else 'return'} (mean over seeds)")
             if show_lr:
                 bottom.set_ylabel("learning rate (each seed)")
     axes[0, 0].legend(fontsize=8)
+    fig.suptitle(f"lines: mean over seeds; bands: {describe((ci for b in bands.values() for ci in b), 'seeds')}",
+                 fontsize=9)
     fig.tight_layout()
     write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
     plt.close(fig)
     return path
+
+
+def curve_bands(arms: dict[tuple, dict[str, Any]]) -> dict[tuple, list[CI]]:
+    """Per arm, the interval of the mean evaluation score over seeds at each evaluation of its curve."""
+    return {arm: [mean_ci(col) for col in _aligned(s["curves"])[1].T] for arm, s in arms.items()}
 
 
 def _rates_vary(arms: dict[tuple, dict[str, Any]]) -> bool:
@@ -161,7 +166,8 @@ def _rates_vary(arms: dict[tuple, dict[str, Any]]) -> bool:
 
 def plot_frontier(arms: dict[tuple, dict[str, Any]], baselines: dict, path: Path) -> Path:
     """Risk against return of the final policies: mean PnL against std of PnL and against mean |q|,
-    one point per arm (bars: 95% bootstrap CI of the mean PnL over seeds), baselines in grey."""
+    one point per arm (bars: :func:`lobgym.stats.mean_ci` of the mean PnL over seeds, its method and n
+    in the title), baselines in grey."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -176,8 +182,9 @@ def plot_frontier(arms: dict[tuple, dict[str, Any]], baselines: dict, path: Path
             ax = axes[i, j]
             for k, arm in enumerate(mine):
                 s = arms[arm]
-                lo, hi = s["pnl_ci"]
-                ax.errorbar(s[f"{risk}_mean"], s["pnl_mean"], yerr=[[s["pnl_mean"] - lo], [hi - s["pnl_mean"]]],
+                ci = s["pnl_ci"]
+                yerr = [[ci.mean - ci.low], [ci.high - ci.mean]] if ci.method != "none" else None
+                ax.errorbar(s[f"{risk}_mean"], s["pnl_mean"], yerr=yerr,
                             fmt="o", color=plt.cm.tab10(k % 10), label=_label(arm, False), capsize=3)
             for name, b in sorted(baselines.get(env, {}).items()):
                 x = b["pnl_std"] if risk == "pnl_std" else b["mean_abs_inventory"]
@@ -186,7 +193,8 @@ def plot_frontier(arms: dict[tuple, dict[str, Any]], baselines: dict, path: Path
                             textcoords="offset points")
             ax.set_xlabel(label)
             ax.set_ylabel("mean episode PnL")
-            ax.set_title(f"{env}: return against risk", fontsize=10)
+            ax.set_title(f"{env}: return against risk\nbars: {describe(arms[a]['pnl_ci'] for a in mine)}",
+                         fontsize=10)
         axes[i, 0].legend(fontsize=7)
     fig.tight_layout()
     write_atomic(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
@@ -263,20 +271,23 @@ def write_report(out: str | Path) -> Path:
     frontier = plot_frontier(arms, baselines, out / "frontier.png")
     attribution = plot_attribution(arms, out / "attribution.png")
     with_env = len({a[0] for a in arms}) > 1
+    final_label = describe((s[f"{m}_ci"] for s in arms.values() for m in ("return", "pnl")), "seeds")
+    pnl_label = describe((s["pnl_ci"] for s in arms.values()), "seeds")
+    band_label = describe((ci for b in curve_bands(arms).values() for ci in b), "seeds")
     lines = [f"# Study `{spec.name}`", "", spec.description.strip(), "",
              f"{len(rows)} evaluations of {sum(s['seeds'] for s in arms.values())} finished trials; budget "
              f"{spec.timesteps:,} timesteps per trial; evaluation: {spec.eval.episodes} episodes on market seeds "
              f"{spec.eval.seed}..{spec.eval.seed + spec.eval.episodes - 1}, the same for every trial and baseline.",
-             "", "## Final evaluation per arm (mean over seeds, 95% bootstrap CI)", ""]
-    head = ["arm", "seeds", "return", "return 95% CI", "PnL", "PnL 95% CI", "PnL std", "Sharpe", "mean abs q"]
+             "", f"## Final evaluation per arm (mean over seeds; {final_label})", ""]
+    head = ["arm", "seeds", "return", "return CI", "PnL", "PnL CI", "PnL std", "Sharpe", "mean abs q"]
     if norm:
         head += [f"normalised ({spec.normalise.zero} = 0, best {spec.normalise.one} = 1)", "worst seed"]
     lines += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for arm in sorted(arms, key=_order):
         s = arms[arm]
         cells = [_label(arm, with_env), str(s["seeds"]), _f(s["return_mean"]),
-                 f"[{_f(s['return_ci'][0])}, {_f(s['return_ci'][1])}]", _f(s["pnl_mean"]),
-                 f"[{_f(s['pnl_ci'][0])}, {_f(s['pnl_ci'][1])}]", _f(s["pnl_std_mean"]),
+                 f"[{_f(s['return_ci'].low)}, {_f(s['return_ci'].high)}]", _f(s["pnl_mean"]),
+                 f"[{_f(s['pnl_ci'].low)}, {_f(s['pnl_ci'].high)}]", _f(s["pnl_std_mean"]),
                  _f(s["sharpe_mean"]), _f(s["mean_abs_inventory_mean"])]
         if norm:
             n = norm.get(arm)
@@ -295,12 +306,12 @@ def write_report(out: str | Path) -> Path:
     lines += ["", "## Learning curves", "", f"![learning curves and learning rates]({fig.name})", "",
               ("Top: e" if _rates_vary(arms) else "E")
               + f"valuation {'PnL (rewards differ between arms)' if curve == 'pnl' else 'return'} against "
-              "training timesteps (mean over seeds, 95% band); dotted lines: baselines."
+              f"training timesteps (mean over seeds, band: {band_label}); dotted lines: baselines."
               + (" Bottom: the learning rate of each seed's run." if _rates_vary(arms) else
                  f" Every run kept the same learning rate ({float(rows[0]['lr_now']):g})."), "",
               "## Risk and return", "", f"![risk-return frontier]({frontier.name})", "",
               "Mean episode PnL of each arm's final policy against the std of episode PnL (left) and the mean "
-              "|inventory| (right), with 95% bootstrap intervals of the mean PnL over seeds; grey: baselines.", "",
+              f"|inventory| (right); bars: interval of the mean PnL over seeds ({pnl_label}); grey: baselines.", "",
               "## Reward attribution", ""]
     terms = sorted({t for s in arms.values() for t in s["terms"]})
     if terms:
@@ -315,7 +326,7 @@ def write_report(out: str | Path) -> Path:
                   "Figure: each term's share of the arm's total absolute term mass (rewards differ in scale by "
                   "orders of magnitude); the label over each bar is the arm's mean episode reward.", ""]
     failures = out / "failures.json"
-    if failures.is_file() and json.loads(failures.read_text()):
-        lines += ["## Failed trials", ""] + [f"- `{k}`: {v['error']}" for k, v in
-                                             json.loads(failures.read_text()).items()] + [""]
+    failed = read_json(failures, expect=dict) if failures.is_file() else {}
+    if failed:
+        lines += ["## Failed trials", ""] + [f"- `{k}`: {v['error']}" for k, v in failed.items()] + [""]
     return write_text_atomic(out / "report.md", "\n".join(lines))

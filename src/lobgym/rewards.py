@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from lobgym.config_base import COEF_MAX, PRICE_MAX, Strict
 from lobgym.market._jit import inline
 
 PNL = 0
@@ -38,8 +39,8 @@ MAX_PARAMS = 2
 _CARA_MAX_EXPONENT = 50.0  # keeps -exp(-gamma W) finite for catastrophic episodes
 
 
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Params(Strict):
+    """A term's parameters: finite, bounded (coefficients at most COEF_MAX, prices at most PRICE_MAX)."""
 
 
 class NoParams(_Params):
@@ -47,25 +48,27 @@ class NoParams(_Params):
 
 
 class RunningInventoryParams(_Params):
-    phi: float = Field(ge=0, description="running inventory aversion")
+    phi: float = Field(ge=0, le=COEF_MAX, description=f"running inventory aversion (at most {COEF_MAX:g})")
 
 
 class TerminalInventoryParams(_Params):
-    alpha: float = Field(ge=0, description="terminal inventory aversion")
+    alpha: float = Field(ge=0, le=COEF_MAX, description=f"terminal inventory aversion (at most {COEF_MAX:g})")
 
 
 class LiquidationParams(_Params):
-    cost_per_unit: float = Field(0.0, ge=0, description="cost per lot liquidated (e.g. a half-spread)")
-    impact: float = Field(0.0, ge=0, description="quadratic impact coefficient")
+    cost_per_unit: float = Field(0.0, ge=0, le=PRICE_MAX, description="cost per lot liquidated (e.g. a half-spread; "
+                                                                      f"at most {PRICE_MAX:g})")
+    impact: float = Field(0.0, ge=0, le=COEF_MAX, description=f"quadratic impact coefficient (at most {COEF_MAX:g})")
 
 
 class DampenedPnlParams(_Params):
-    eta: float = Field(ge=0, description="dampening factor on inventory PnL")
+    eta: float = Field(ge=0, le=COEF_MAX, description="dampening factor on inventory PnL (1 removes it all; at most "
+                                                      f"{COEF_MAX:g})")
     asymmetric: bool = Field(True, description="dampen only speculative gains (Spooner et al.)")
 
 
 class CaraParams(_Params):
-    gamma: float = Field(gt=0, description="absolute risk aversion")
+    gamma: float = Field(gt=0, le=COEF_MAX, description=f"absolute risk aversion (at most {COEF_MAX:g})")
 
 
 class DifferentialSharpeParams(_Params):

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
+from lobgym.compile_notice import announce_compiles
 from lobgym.config import EnvConfig
 from lobgym.market import constants as C
 from lobgym.market._jit import inline, kernel, parallel_kernel
@@ -40,6 +41,8 @@ from lobgym.spaces import (
     observation_bounds,
     write_obs_one,
 )
+
+announce_compiles()  # a cold numba cache says so instead of compiling for a silent minute
 
 #: Batches at least this large use the multi-core kernel (below it, thread start-up costs more).
 PARALLEL_MIN_ENVS = 4096

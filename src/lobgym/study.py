@@ -2,26 +2,36 @@
 
 A study spec (``experiments/*.yaml``) declares env presets x agent presets x reward variants x
 initial learning rates x seeds, one training budget and one evaluation protocol. Each trial is an
-ordinary run folder (:mod:`lobgym.agents.training`) under ``<out>/runs/<trial>``; every trial is
-evaluated on the same held-out market seeds. ``<out>/results.csv`` holds one row per trial x
-evaluation (learning curves included), rewritten atomically whenever a trial finishes.
+ordinary run folder (:mod:`lobgym.agents.training`) under ``<out>/runs/<trial>-<key>``, where the key
+hashes the trial's fully resolved configuration (:func:`trial_record`), recorded in its
+``trial.json``; every trial is evaluated on the same held-out market seeds. ``<out>/results.csv``
+holds one row per trial x evaluation (learning curves included), each row with the configuration
+the trial's own record says it ran, rewritten atomically whenever a trial finishes.
 
-Re-running the same command resumes: finished trials (``report.json`` present) are skipped, an
-interrupted trial resumes from its newest checkpoint, and a failed trial is retried. A failing
-trial is recorded in ``failures.json`` and does not stop the others.
+Re-running a command resumes: finished trials of the same configuration are skipped, an interrupted
+trial resumes from its newest readable checkpoint, and a failed trial is retried; a trial whose
+configuration changed (budget, preset, reward, evaluation protocol, lobgym's version, ...) is trained
+anew in its own folder. ``spec.yaml`` is the spec of the last run and ``specs/`` keeps every distinct
+spec ever run into the folder. A failing trial, or a finished one whose files cannot be read, is
+recorded in ``failures.json`` and does not stop the others. One study at a time writes a folder
+(``<out>/.lock``), and pool workers exit when the study process dies.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import glob
+import hashlib
 import io
 import json
 import math
 import os
+import time
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal
@@ -33,21 +43,23 @@ from lobgym.config import (
     LRControlConfig,
     RewardTermConfig,
     TrainingConfig,
-    _Strict,
     load_env_config,
     load_training_config,
 )
+from lobgym.config_base import Strict
+from lobgym.folders import exclusive, remove_leftovers
 from lobgym.io import write_json_atomic, write_text_atomic
+from lobgym.state_files import RunFileError, read_json
 
 
-class StudyEval(_Strict):
+class StudyEval(Strict):
     episodes: int = Field(200, gt=0, description="evaluation episodes, the same market seeds for every trial")
     seed: int = Field(1_000_000, ge=0, description="episode j runs on market seed seed + j")
     every: int | None = Field(None, gt=0, description="timesteps between evaluations [default: the agent preset's]")
     baselines: list[str] | None = Field(None, description="baseline presets to evaluate [default: the env's]")
 
 
-class Normalise(_Strict):
+class Normalise(Strict):
     """Scores normalised per env: ``(x - zero) / (one - zero)``."""
 
     metric: Literal["return", "pnl", "sharpe"] = "return"
@@ -55,7 +67,7 @@ class Normalise(_Strict):
     one: str = Field(description="an agent label: the score of its best arm (by the mean over seeds) is 1")
 
 
-class StudySpec(_Strict):
+class StudySpec(Strict):
     """A grid of trials: envs x agents x rewards x learning rates x seeds."""
 
     name: str = "study"
@@ -165,6 +177,104 @@ def trial_configs(spec: StudySpec, trial: dict[str, Any]) -> tuple[Any, Training
     return env, agent
 
 
+# ------------------------------------------------------------------------------------- trial keys
+def trial_record(spec: StudySpec, trial: dict[str, Any], code: tuple[str | None, str | None] = (None, None)
+                 ) -> dict[str, Any]:
+    """What a trial is and will be recorded as (``runs/<folder>/trial.json``): its grid axes, the agent
+    preset, budget and evaluation protocol (the columns of its results rows), and its key.
+
+    The key is the SHA-256 of the fully resolved configuration: the env config (reward included), the
+    training config (initial learning rate and evaluation protocol included), the seed, the budget and
+    lobgym's version. The trial's folder is ``<id>-<key[:12]>``, so a trial whose configuration changed
+    is trained anew in a new folder and never takes the results of the old one. The git revision of
+    lobgym's checkout is recorded but not keyed: commits (and uncommitted edits) happen between the
+    runs of one study all the time, and retraining every trial on each would make a study impossible to
+    resume while its code is being worked on; a behaviour change worth retraining for bumps the version.
+    ``code`` is (lobgym's version, its git revision) as :func:`code_version` gives them.
+    """
+    version, revision = code
+    env, agent = trial_configs(spec, trial)
+    resolved = {"env": env.model_dump(mode="json"), "agent": agent.model_dump(mode="json"), "seed": trial["seed"],
+                "timesteps": spec.timesteps, "lobgym": version}
+    key = hashlib.sha256(json.dumps(resolved, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return {"id": trial["id"], "key": key, "folder": f"{trial['id']}-{key[:12]}", "env": trial["env"],
+            "env_name": trial["env_name"], "agent": trial["agent"], "agent_preset": spec.agents[trial["agent"]],
+            "reward": trial["reward"], "lr": trial["lr"], "seed": trial["seed"], "budget": spec.timesteps,
+            "eval_episodes": agent.eval.episodes, "eval_seed": agent.eval.seed,
+            "code": f"{version}" + ("" if revision is None else f" ({revision})"), "resolved": resolved}
+
+
+def code_version() -> tuple[str | None, str | None]:
+    """lobgym's installed version and, in a checkout of lobgym, its git revision (``+dirty`` if edited)."""
+    from lobgym.provenance import lobgym_version, source_revision
+
+    revision = source_revision()
+    return lobgym_version(), None if revision is None else str(revision)
+
+
+def keyed_trials(spec: StudySpec) -> list[dict[str, Any]]:
+    """:func:`trials` with each one's record (:func:`trial_record`) under ``record``."""
+    code = code_version()
+    return [t | {"record": trial_record(spec, t, code)} for t in trials(spec)]
+
+
+def _trial_dir(out: Path, trial: dict[str, Any]) -> Path:
+    return out / "runs" / trial["record"]["folder"]
+
+
+def _finished(run_dir: Path, key: str) -> bool:
+    """Whether the run folder holds a finished trial of ``key`` (a readable report.json)."""
+    try:
+        return read_json(run_dir / "trial.json", expect=dict).get("key") == key and \
+            isinstance(read_json(run_dir / "report.json", expect=dict), dict)
+    except RunFileError:
+        return False  # not started, interrupted, or a report to write again: the trial is resumed
+
+
+def changed_fields(old: Any, new: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """``dotted.path -> (old, new)`` for every leaf that differs between two resolved configurations."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: dict[str, tuple[Any, Any]] = {}
+        for k in sorted(set(old) | set(new)):
+            out |= changed_fields(old.get(k), new.get(k), f"{prefix}{k}.")
+        return out
+    return {} if old == new else {prefix.rstrip("."): (old, new)}
+
+
+def superseded(out: Path, grid: list[dict[str, Any]]) -> dict[str, dict[str, tuple[Any, Any]]]:
+    """Trial id -> the fields that changed, for each trial of ``grid`` whose id has a folder of another
+    configuration under ``out/runs`` (the newest such folder is compared)."""
+    found = {}
+    for trial in grid:
+        record = trial["record"]
+        if (out / "runs" / record["folder"]).exists():  # already (being) trained with this configuration
+            continue
+        others = [p for p in (out / "runs").glob(f"{glob.escape(trial['id'])}-*") if p.name != record["folder"]]
+        for folder in sorted(others, key=lambda p: p.stat().st_mtime, reverse=True):
+            try:
+                old = read_json(folder / "trial.json", expect=dict)
+            except RunFileError:
+                continue
+            if old.get("id") == trial["id"] and isinstance(old.get("resolved"), dict):
+                found[trial["id"]] = changed_fields(old["resolved"], record["resolved"])
+                break
+    return found
+
+
+def _describe_changes(changes: dict[str, dict[str, tuple[Any, Any]]]) -> list[str]:
+    groups: dict[str, list[str]] = {}
+    for trial_id, fields in changes.items():
+        shown = ", ".join(f"{k}: {_short(a)} -> {_short(b)}" for k, (a, b) in list(fields.items())[:4])
+        groups.setdefault(shown + (f", and {len(fields) - 4} more" if len(fields) > 4 else ""), []).append(trial_id)
+    return [f"{len(ids)} trial(s) changed configuration since they last ran here ({fields}): trained anew in new "
+            f"folders, the old ones kept (e.g. {ids[0]})" for fields, ids in groups.items()]
+
+
+def _short(x: Any) -> str:
+    text = json.dumps(x)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def run_trial(spec_data: dict, trial: dict[str, Any], out: str) -> dict[str, Any]:
     """Run (or resume) one trial in this process; returns its status."""
     import torch
@@ -173,16 +283,21 @@ def run_trial(spec_data: dict, trial: dict[str, Any], out: str) -> dict[str, Any
 
     torch.set_num_threads(1)
     spec = StudySpec.model_validate(spec_data)
+    record = trial["record"]
     runs = Path(out) / "runs"
-    run_dir = runs / trial["id"]
+    run_dir = runs / record["folder"]
     try:
-        if (run_dir / "report.json").is_file():
+        if _finished(run_dir, record["key"]):
             return {"id": trial["id"], "status": "done"}
+        if (run_dir / "trial.json").is_file() and read_json(run_dir / "trial.json", expect=dict).get("key") != \
+                record["key"]:
+            raise RunFileError(f"{run_dir / 'trial.json'}: the folder holds a trial of another configuration")
         if (run_dir / "config.yaml").is_file():
             training.resume(run_dir, progress=False, command=["lobgym", "study", "(resume)", trial["id"]])
         else:
             env, agent = trial_configs(spec, trial)
-            training.start(env, agent, seed=trial["seed"], timesteps=spec.timesteps, name=trial["id"],
+            write_json_atomic(run_dir / "trial.json", record)  # first: the folder says what it holds
+            training.start(env, agent, seed=trial["seed"], timesteps=spec.timesteps, name=record["folder"],
                            runs_dir=runs, progress=False, command=["lobgym", "study", spec.name, trial["id"]])
         return {"id": trial["id"], "status": "done"}
     except Exception as err:  # noqa: BLE001 -- a failing trial is recorded, the study goes on
@@ -191,30 +306,50 @@ def run_trial(spec_data: dict, trial: dict[str, Any], out: str) -> dict[str, Any
 
 
 # ----------------------------------------------------------------------------------------- results
-#: The trial's configuration (grid axes, the agent preset, the budget, the evaluation seeds), then one
-#: evaluation's timesteps and metrics; ``term_<name>`` columns follow.
-COLUMNS = ("trial", "env", "agent", "agent_preset", "reward", "lr", "seed", "budget", "eval_episodes", "eval_seed",
-           "timesteps", "final", "return", "pnl", "pnl_std", "sharpe", "mean_abs_inventory", "fills", "lr_now")
+#: The trial (id, run folder), its configuration as its own record says it ran (grid axes, the agent
+#: preset, the budget, the evaluation seeds, lobgym's version and revision), then one evaluation's
+#: timesteps and metrics; ``term_<name>`` columns follow.
+COLUMNS = ("trial", "run", "env", "agent", "agent_preset", "reward", "lr", "seed", "budget", "eval_episodes",
+           "eval_seed", "code", "timesteps", "final", "return", "pnl", "pnl_std", "sharpe", "mean_abs_inventory",
+           "fills", "lr_now")
+EVALUATION_KEYS = ("timesteps", "return", "pnl", "pnl_std", "sharpe", "mean_abs_inventory", "fills", "lr")
 
 
-def trial_rows(out: Path, trial: dict[str, Any], spec: StudySpec) -> list[dict[str, Any]]:
-    """One row per evaluation of a finished trial (the last one flagged ``final``)."""
-    history = json.loads((out / "runs" / trial["id"] / "evaluations.json").read_text())
+def trial_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """One row per evaluation of the finished trial in ``run_dir`` (the last one flagged ``final``), its
+    configuration read from the trial's own ``trial.json``. Raises :class:`RunFileError` naming the file
+    if a file is unreadable."""
+    record = read_json(run_dir / "trial.json", expect=dict)
+    history = read_json(run_dir / "evaluations.json", expect=list)
     rows = []
     for i, h in enumerate(history):
-        rows.append({"trial": trial["id"], "env": trial["env_name"], "agent": trial["agent"],
-                     "agent_preset": spec.agents[trial["agent"]],
-                     "reward": trial["reward"] or "", "lr": "" if trial["lr"] is None else trial["lr"],
-                     "seed": trial["seed"], "budget": spec.timesteps, "eval_episodes": spec.eval.episodes,
-                     "eval_seed": spec.eval.seed, "timesteps": h["timesteps"], "final": int(i == len(history) - 1),
-                     "return": h["return"], "pnl": h["pnl"], "pnl_std": h["pnl_std"], "sharpe": h["sharpe"],
-                     "mean_abs_inventory": h["mean_abs_inventory"], "fills": h["fills"], "lr_now": h["lr"]}
-                    | {f"term_{k}": v for k, v in h.get("terms", {}).items()})
+        if not isinstance(h, dict) or not set(EVALUATION_KEYS) <= set(h):
+            raise RunFileError(f"{run_dir / 'evaluations.json'}: evaluation {i} lacks "
+                               f"{sorted(set(EVALUATION_KEYS) - set(h)) if isinstance(h, dict) else 'everything'}")
+        try:
+            rows.append({"trial": record["id"], "run": run_dir.name, "env": record["env_name"],
+                         "agent": record["agent"], "agent_preset": record["agent_preset"],
+                         "reward": record["reward"] or "", "lr": "" if record["lr"] is None else record["lr"],
+                         "seed": record["seed"], "budget": record["budget"], "eval_episodes": record["eval_episodes"],
+                         "eval_seed": record["eval_seed"], "code": record["code"], "timesteps": h["timesteps"],
+                         "final": int(i == len(history) - 1), "return": h["return"], "pnl": h["pnl"],
+                         "pnl_std": h["pnl_std"], "sharpe": h["sharpe"], "mean_abs_inventory": h["mean_abs_inventory"],
+                         "fills": h["fills"], "lr_now": h["lr"]}
+                        | {f"term_{k}": v for k, v in h.get("terms", {}).items()})
+        except KeyError as err:
+            raise RunFileError(f"{run_dir / 'trial.json'}: lacks {err}") from None
     return rows
 
 
-def write_results(out: Path, done: list[dict[str, Any]], spec: StudySpec) -> Path:
-    rows = [row for trial in sorted(done, key=lambda t: t["id"]) for row in trial_rows(out, trial, spec)]
+def write_results(out: Path, done: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``results.csv`` and ``baselines.json`` from the finished trials ``done``; returns the trials whose
+    files could not be read (left out, each with its error)."""
+    rows, unreadable = [], {}
+    for trial in sorted(done, key=lambda t: t["id"]):
+        try:
+            rows += trial_rows(_trial_dir(out, trial))
+        except RunFileError as err:
+            unreadable[trial["id"]] = {"id": trial["id"], "status": "unreadable", "error": str(err)}
     # each reward term's episode sum gets a column (term_<name>); blank where a trial's reward lacks it
     terms = sorted({k for row in rows for k in row if k.startswith("term_")})
     buf = io.StringIO()
@@ -225,7 +360,8 @@ def write_results(out: Path, done: list[dict[str, Any]], spec: StudySpec) -> Pat
                          for k, v in row.items()})
     # so that results.csv, baselines.json and spec.yaml alone are enough for `lobgym report`
     write_json_atomic(out / "baselines.json", trial_baselines(out, rows))
-    return write_text_atomic(out / "results.csv", buf.getvalue())
+    write_text_atomic(out / "results.csv", buf.getvalue())
+    return unreadable
 
 
 def trial_baselines(out: Path, rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -233,10 +369,31 @@ def trial_baselines(out: Path, rows: list[dict[str, Any]]) -> dict[str, dict[str
     trial of an env evaluates the baselines on the same seeds)."""
     found: dict[str, dict[str, dict[str, float]]] = {}
     for row in rows:
-        path = out / "runs" / row["trial"] / "baselines.json"
+        path = out / "runs" / (row.get("run") or row["trial"]) / "baselines.json"
         if row["env"] not in found and path.is_file():
-            found[row["env"]] = json.loads(path.read_text())
+            found[row["env"]] = read_json(path, expect=dict)
     return found
+
+
+def record_spec(out: Path, spec: StudySpec) -> Path:
+    """Write ``spec.yaml`` (the spec of this run) and keep every distinct spec ever run into ``out`` in
+    ``specs/<time>-<hash>.yaml`` (a ``spec.yaml`` from before this history is kept there first)."""
+    import yaml
+
+    history = out / "specs"
+
+    def keep(text: str, when: float) -> None:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+        if not any(history.glob(f"*-{digest}.yaml")):
+            stamp = datetime.fromtimestamp(when, timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+            write_text_atomic(history / f"{stamp}-{digest}.yaml", text)
+
+    current = out / "spec.yaml"
+    if current.is_file() and not history.is_dir():
+        keep(current.read_text(), current.stat().st_mtime)
+    text = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+    keep(text, time.time())
+    return write_text_atomic(current, text)
 
 
 #: Where trials run: ``local``, a pool of processes on this machine; ``ray``, Ray remote tasks on a local
@@ -250,9 +407,12 @@ def run_study(spec: str | Path | dict | StudySpec, out: str | Path | None = None
 
     ``backend="local"`` runs trials in a pool of processes on this machine; ``backend="ray"`` runs each
     trial as a Ray task (one CPU each), on the cluster at ``address`` if given, else on a local Ray
-    instance of ``workers`` CPUs started (and shut down) here. Trials write their run folders under
-    ``out`` themselves: on a multi-machine cluster ``out`` (and any preset YAML paths of the spec) must
-    be on a filesystem shared by every node, at the same path, and lobgym installed on every node.
+    instance of ``workers`` CPUs started (and shut down) here, listening on loopback only, with token
+    authentication. Trials write their run folders under ``out`` themselves: on a multi-machine cluster
+    ``out`` (and any preset YAML paths of the spec) must be on a filesystem shared by every node, at the
+    same path, and lobgym installed on every node.
+
+    One study at a time writes ``out``: a second one refuses, naming the first (``out/.lock``).
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend = {backend!r}: expected one of {', '.join(map(repr, BACKENDS))}")
@@ -261,38 +421,47 @@ def run_study(spec: str | Path | dict | StudySpec, out: str | Path | None = None
     if backend == "ray":
         _import_ray()  # fail before any file is written
     spec = load_study(spec)
+    grid = keyed_trials(spec)
     out = Path(out) if out is not None else Path("runs") / "studies" / spec.name
-    out.mkdir(parents=True, exist_ok=True)
-    import yaml
-
-    write_text_atomic(out / "spec.yaml", yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
-    grid = trials(spec)
-    by_id = {t["id"]: t for t in grid}
-    done = [t for t in grid if (out / "runs" / t["id"] / "report.json").is_file()]
-    todo = [t for t in grid if t not in done]
-    failures: dict[str, Any] = {}
-    n_workers = max(1, min(workers or spec.workers or os.cpu_count() or 1, len(todo) or 1))
-    display = _Display(len(grid), len(done), progress)
-    if todo:
-        spec_data = spec.model_dump(mode="json")
-        if backend == "ray":
-            results = _ray_results(spec_data, todo, out, n_workers, address, workers or spec.workers)
-        else:
-            results = _local_results(spec_data, todo, out, n_workers)
-        with display, contextlib.closing(results):
-            display.update(running=min(n_workers, len(todo)))
-            for result, running in results:
-                if result["status"] == "done":
-                    done.append(by_id[result["id"]])
-                    failures.pop(result["id"], None)
-                    write_results(out, done, spec)
-                else:
-                    failures[result["id"]] = result
+    with exclusive(out, "study"):
+        remove_leftovers(out, ("specs",))
+        for trial in grid:
+            remove_leftovers(_trial_dir(out, trial), ("checkpoints",))
+        record_spec(out, spec)
+        for line in _describe_changes(superseded(out, grid)):
+            _notice(line)
+        by_id = {t["id"]: t for t in grid}
+        done = [t for t in grid if _finished(_trial_dir(out, t), t["record"]["key"])]
+        todo = [t for t in grid if t not in done]
+        failures: dict[str, Any] = {}
+        n_workers = max(1, min(workers or spec.workers or os.cpu_count() or 1, len(todo) or 1))
+        display = _Display(len(grid), len(done), progress)
+        if todo:
+            spec_data = spec.model_dump(mode="json")
+            if backend == "ray":
+                results = _ray_results(spec_data, todo, out, n_workers, address, workers or spec.workers)
+            else:
+                results = _local_results(spec_data, todo, out, n_workers)
+            with display, contextlib.closing(results):
+                display.update(running=min(n_workers, len(todo)))
+                for result, running in results:
+                    if result["status"] == "done":
+                        done.append(by_id[result["id"]])
+                        failures.pop(result["id"], None)
+                        failures |= write_results(out, done)
+                    else:
+                        failures[result["id"]] = result
                     write_json_atomic(out / "failures.json", failures)
-                display.update(done=len(done), failed=len(failures), running=running)
-    write_results(out, done, spec)
-    write_json_atomic(out / "failures.json", failures)
+                    display.update(done=len(done), failed=len(failures), running=running)
+        failures |= write_results(out, done)
+        write_json_atomic(out / "failures.json", failures)
     return out
+
+
+def _notice(line: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, soft_wrap=True).print(f"[bold yellow]note:[/] {line}", highlight=False)
 
 
 Results = Iterator[tuple[dict[str, Any], int]]
@@ -300,8 +469,9 @@ Results = Iterator[tuple[dict[str, Any], int]]
 
 
 def _local_results(spec_data: dict, todo: list[dict[str, Any]], out: Path, n_workers: int) -> Results:
-    """``run_trial`` in a pool of ``n_workers`` fresh processes."""
-    with ProcessPoolExecutor(n_workers, mp_context=get_context("spawn")) as pool:
+    """``run_trial`` in a pool of ``n_workers`` fresh processes, which exit if this process dies."""
+    with ProcessPoolExecutor(n_workers, mp_context=get_context("spawn"), initializer=exit_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         pending: set[Future] = {pool.submit(run_trial, spec_data, t, str(out)) for t in todo}
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -309,12 +479,92 @@ def _local_results(spec_data: dict, todo: list[dict[str, Any]], out: Path, n_wor
                 yield fut.result(), min(n_workers, len(pending))
 
 
+def exit_with_parent(parent: int, interval: float = 0.5) -> None:
+    """Pool initializer: end this worker as soon as ``parent`` (the study process) is gone.
+
+    A study killed with SIGKILL cannot stop its pool, and an idle worker waits on its task queue forever
+    (it holds the queue's other end itself); a busy one would train its trial to the end for nobody. A
+    daemon thread watches the parent pid (a dead parent's children are reparented) and exits the process.
+    """
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(70)  # EX_SOFTWARE: nobody waits for this worker's result any more
+
+    threading.Thread(target=watch, name="lobgym-exit-with-parent", daemon=True).start()
+
+
+#: The first Ray release with token authentication (``RAY_AUTH_MODE=token``).
+RAY_MIN_VERSION = (2, 52)
+
+
 def _import_ray():
     try:
         import ray
     except ImportError:
         raise ConfigError("backend = 'ray': Ray is not installed; pip install 'lobgym[ray]'") from None
+    version = tuple(int(p) if p.isdigit() else 0 for p in ray.__version__.split(".")[:2])
+    if version < RAY_MIN_VERSION:
+        raise ConfigError(f"backend = 'ray': Ray {ray.__version__} is installed; lobgym needs Ray >= "
+                          f"{'.'.join(map(str, RAY_MIN_VERSION))} (token authentication): pip install -U 'lobgym[ray]'")
     return ray
+
+
+@contextlib.contextmanager
+def _local_ray_settings(ray: Any) -> Iterator[None]:
+    """Settings for the local Ray instance a study starts: token authentication (``RAY_AUTH_MODE=token``;
+    Ray generates the token) and every Ray process listening on 127.0.0.1 only.
+
+    On Linux Ray binds its servers to all interfaces unless it runs in its single-machine mode, which
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` selects on any platform (Ray's processes inherit it). This
+    process's Ray read both settings when it was imported, so they are refreshed here too, the way Ray
+    does it itself when it turns tokens on; :func:`_check_local_ray` checks the outcome.
+    """
+    constants, config, _ = _ray_internals()
+    saved_env = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")}
+    saved_cluster = constants.ENABLE_RAY_CLUSTER
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants.ENABLE_RAY_CLUSTER = False
+    config.initialize("")
+    try:
+        yield
+    finally:
+        constants.ENABLE_RAY_CLUSTER = saved_cluster
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        config.initialize("")
+
+
+def _ray_internals() -> tuple[Any, Any, Any]:
+    """Ray's cluster-mode constant, its config and its token-auth check (not public API: a Ray whose
+    internals moved is refused rather than started unchecked)."""
+    try:
+        from ray._private import ray_constants
+        from ray._private.authentication.authentication_utils import is_token_auth_enabled
+        from ray._raylet import Config
+
+        ray_constants.ENABLE_RAY_CLUSTER  # noqa: B018 -- present in the Ray releases lobgym knows
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"backend = 'ray': cannot make this Ray's local instance listen on loopback only with "
+                          f"token authentication ({err}); start a Ray cluster yourself and pass --address") from None
+    return ray_constants, Config, is_token_auth_enabled
+
+
+def _check_local_ray(ray: Any, context: Any) -> None:
+    """Refuse to run on a local Ray instance that listens beyond loopback or has no token authentication."""
+    is_token_auth_enabled = _ray_internals()[2]
+    ip, tokens = context.address_info.get("node_ip_address"), is_token_auth_enabled()
+    if ip != "127.0.0.1" or not tokens:
+        ray.shutdown()
+        raise ConfigError(f"backend = 'ray': the local Ray instance came up on {ip} with token authentication "
+                          f"{'on' if tokens else 'off'}; lobgym runs trials only on one bound to 127.0.0.1 with "
+                          "token authentication (or pass --address of your own cluster)")
 
 
 def _ray_results(spec_data: dict, todo: list[dict[str, Any]], out: Path, n_workers: int, address: str | None,
@@ -325,6 +575,7 @@ def _ray_results(spec_data: dict, todo: list[dict[str, Any]], out: Path, n_worke
 
     ray = _import_ray()
     started = False
+    local = contextlib.ExitStack()  # the local instance's settings, kept until it is shut down
     if not ray.is_initialized():  # else: the caller's own ray.init, kept as it is
         if address is not None:
             try:
@@ -332,9 +583,13 @@ def _ray_results(spec_data: dict, todo: list[dict[str, Any]], out: Path, n_worke
             except ConnectionError as err:
                 raise ConfigError(f"address = {address!r}: no Ray cluster there: {err}") from None
         else:
-            ray.init(num_cpus=n_workers, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.WARNING)
-            started = True
+            with local:
+                local.enter_context(_local_ray_settings(ray))
+                context = ray.init(num_cpus=n_workers, include_dashboard=False, log_to_driver=False,
+                                   logging_level=logging.WARNING, _node_ip_address="127.0.0.1")
+                started = True
+                _check_local_ray(ray, context)
+                local = local.pop_all()
     pending: dict[Any, str] = {}
     try:
         task = ray.remote(num_cpus=1)(run_trial)
@@ -359,12 +614,22 @@ def _ray_results(spec_data: dict, todo: list[dict[str, Any]], out: Path, n_worke
             ray.cancel(ref, force=True)
         if started:
             ray.shutdown()
+            local.close()
 
 
 class _Display:
-    """A rich progress bar over trials: done / running / failed and the ETA."""
+    """Progress over trials (done / running / failed and the ETA): a rich bar on a terminal, else plain
+    lines on stdout, also between trial ends (trials take minutes)."""
 
     def __init__(self, total: int, done: int, enabled: bool):
+        from lobgym.progress import ProgressLines, is_terminal
+
+        self.enabled = enabled
+        self.running = self.failed = 0
+        self.lines = ProgressLines("study", total, "trials done", start=done, heartbeat=True) \
+            if enabled and not is_terminal() else None
+        if self.lines is not None:
+            self.lines.detail = self._detail()
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -374,29 +639,62 @@ class _Display:
             TimeRemainingColumn,
         )
 
-        self.enabled = enabled
         self.progress = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("running {task.fields[running]}, failed {task.fields[failed]}"),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), disable=not enabled)
+                                 TimeElapsedColumn(), TimeRemainingColumn(),
+                                 disable=not enabled or self.lines is not None)
         self.task = self.progress.add_task("trials", total=total, completed=done, running=0, failed=0)
 
+    def _detail(self) -> str:
+        return f"running {self.running}, failed {self.failed}"
+
     def __enter__(self) -> _Display:
+        if self.lines is not None:
+            self.lines.begin()
         self.progress.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.progress.stop()
+        if self.lines is not None:
+            self.lines.end(self._detail())
 
     def update(self, done: int | None = None, failed: int | None = None, running: int | None = None) -> None:
         fields = {k: v for k, v in (("running", running), ("failed", failed)) if v is not None}
+        self.running, self.failed = fields.get("running", self.running), fields.get("failed", self.failed)
         if done is not None:
             fields["completed"] = done
         self.progress.update(self.task, **fields)
+        if self.lines is not None:  # a line whenever a trial ends, else the heartbeat's
+            self.lines.update(self.lines.done if done is None else done, self._detail(), force=done is not None)
+
+
+#: The columns ``lobgym report`` reads.
+REPORTED = ("trial", "env", "agent", "reward", "lr", "seed", "timesteps", "final", "return", "pnl", "pnl_std",
+            "sharpe", "mean_abs_inventory", "fills", "lr_now")
 
 
 def load_results(out: str | Path) -> list[dict[str, str]]:
-    with open(Path(out) / "results.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
+    """The rows of ``out/results.csv``; raises :class:`RunFileError` naming the file (and the line) if it
+    is missing, truncated or lacks the columns a report reads."""
+    path = Path(out) / "results.csv"
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in REPORTED if c not in (reader.fieldnames or [])]
+            if missing:
+                raise RunFileError(f"{path}: not a study's results (no column {', '.join(missing)})")
+            rows = []
+            for row in reader:
+                if None in row or None in row.values():
+                    raise RunFileError(f"{path}: line {reader.line_num}: truncated or malformed row "
+                                       f"({len(reader.fieldnames)} columns expected)")
+                rows.append(row)
+            return rows
+    except FileNotFoundError:
+        raise RunFileError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise RunFileError(f"{path}: unreadable ({' '.join(str(err).split())})") from None
 
 
 __all__ = ["StudySpec", "load_study", "run_study", "trials", "with_initial_lr"]

@@ -25,6 +25,7 @@ their rates per second of one book. :func:`plot_stylised_facts` draws them in on
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,14 +114,18 @@ class FlowRecord:
 
 
 def record_flow(market: BookMarket, *, books: int = DEFAULT_BOOKS, seconds: float = DEFAULT_SECONDS, seed: int = 0,
-                sample_dt: float = 1.0, depth_levels: int = 10, name: str = "custom") -> FlowRecord:
-    """Simulate ``market``'s background flow alone on ``books`` books and record it (see the module doc)."""
+                sample_dt: float = 1.0, depth_levels: int = 10, name: str = "custom",
+                progress: Callable[[float], None] | None = None) -> FlowRecord:
+    """Simulate ``market``'s background flow alone on ``books`` books and record it (see the module doc);
+    ``progress`` is called with the seconds recorded so far after each sample."""
+    from lobgym.compile_notice import announce_compiles
     from lobgym.flow_config import build_flow_params
     from lobgym.market import book as B
     from lobgym.market import flow as F
     from lobgym.market.constants import ASK, BID
     from lobgym.market.rng import make_rng, seed_rng
 
+    announce_compiles()
     _check_positive(books=books, seconds=seconds, sample_dt=sample_dt, depth_levels=depth_levels)
     if seed < 0:
         raise ValueError(f"seed = {seed}: must be >= 0")
@@ -169,6 +174,8 @@ def record_flow(market: BookMarket, *, books: int = DEFAULT_BOOKS, seconds: floa
     start_counts = flow.events.copy()
     start_cancel = flow.cancel_intensity.copy()
     for s in range(n_steps + 1):
+        if progress is not None:
+            progress(s * sample_dt)
         for j in range(1, sub + 1) if s > 0 else ():
             before = flow.events.copy()
             t_rel = ((s - 1) * sub + j) * (sample_dt / sub)
@@ -236,7 +243,8 @@ def _check_positive(**values: float) -> None:
 # ------------------------------------------------------------------------------------ statistics
 def stylised_facts(cfg_or_market: Any, *, books: int = DEFAULT_BOOKS, seconds: float = DEFAULT_SECONDS,
                    seed: int = 0, sample_dt: float = 1.0, depth_levels: int = 10, max_lag: int = 20,
-                   horizons: tuple[float, ...] = DEFAULT_HORIZONS) -> dict:
+                   horizons: tuple[float, ...] = DEFAULT_HORIZONS,
+                   progress: Callable[[float], None] | None = None) -> dict:
     """Simulate the background flow of a book market alone and measure its stylised facts.
 
     Args:
@@ -248,6 +256,7 @@ def stylised_facts(cfg_or_market: Any, *, books: int = DEFAULT_BOOKS, seconds: f
         depth_levels: ticks of the depth profile.
         max_lag: largest lag of the market-order sign autocorrelation.
         horizons: seconds of the volatility / signature plot (rounded to multiples of sample_dt).
+        progress: called with the seconds recorded so far (per book) after each sample.
 
     Returns:
         A JSON-ready dict (lists, floats, ints; ``None`` for an undefined statistic); see
@@ -258,7 +267,7 @@ def stylised_facts(cfg_or_market: Any, *, books: int = DEFAULT_BOOKS, seconds: f
     """
     name, market = book_market(cfg_or_market)
     record = record_flow(market, books=books, seconds=seconds, seed=seed, sample_dt=sample_dt,
-                         depth_levels=depth_levels, name=name)
+                         depth_levels=depth_levels, name=name, progress=progress)
     facts = facts_from_record(record, max_lag=max_lag, horizons=horizons)
     facts["flow"] = market.flow.model_dump(mode="json")
     facts["informed"] = None if market.informed is None else market.informed.model_dump(mode="json")

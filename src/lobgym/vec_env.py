@@ -1,13 +1,16 @@
 """``MarketMakingVecEnv``: N envs as one stable-baselines3 ``VecEnv``, advanced by one kernel call.
 
-Infos are built lazily: a step returns a :class:`StepInfos` sequence whose dicts are made only when
-read, from arrays copied at that step, so stepping 10,000 envs does not build 10,000 dicts.
+Infos are built lazily: a step returns a :class:`StepInfos` sequence whose infos are made only when
+read, from arrays copied at that step, so stepping 10,000 envs does not build 10,000 dicts, and
+reading them the way SB3 does (``info.get("episode")`` for every env) builds none for the envs whose
+episode did not end.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +23,16 @@ from lobgym.metrics import as_dict
 
 
 class StepInfos(Sequence):
-    """The per-env info dicts of one step, built on first access and then kept."""
+    """The per-env infos of one step, made on first access and then kept (``infos[i] is infos[i]``).
 
-    __slots__ = ("_names", "_terms", "_done_idx", "_terminal_obs", "_metrics", "_metric_names", "_episodes", "_built")
+    SB3 reads every info of every step (``info.get("episode")`` in its info buffer), so the common
+    case -- an env whose episode did not end -- must cost next to nothing: it is an :class:`EnvInfo`
+    that builds its ``reward_terms`` dict only when that is read. Envs whose episode ended get a
+    plain dict with ``terminal_observation``, ``episode_metrics``, ``episode`` and ``reward_terms``.
+    """
+
+    __slots__ = ("_names", "_terms", "_done_idx", "_terminal_obs", "_metrics", "_metric_names", "_episodes",
+                 "_items")
 
     def __init__(self, term_names: list[str], terms: np.ndarray, done_idx: np.ndarray,
                  terminal_obs: np.ndarray, metrics: np.ndarray, metric_names: tuple[str, ...],
@@ -34,30 +44,86 @@ class StepInfos(Sequence):
         self._done_idx = done_idx  # sorted env indices whose episode ended, rows of terminal_obs/metrics
         self._terminal_obs = terminal_obs
         self._metrics = metrics
-        self._built: dict[int, dict] = {}
+        self._items: list | None = None
 
     def __len__(self) -> int:
         return len(self._terms)
 
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        n = len(self._terms)
-        if not -n <= i < n:
-            raise IndexError(f"info index {i} out of range for {n} envs")
-        i = int(i) % n
-        info = self._built.get(i)
-        if info is None:
-            info = {"reward_terms": dict(zip(self._names, self._terms[i].tolist(), strict=True))}
-            k = int(np.searchsorted(self._done_idx, i))
-            if k < len(self._done_idx) and self._done_idx[k] == i:
-                info["terminal_observation"] = self._terminal_obs[k]
-                info["episode_metrics"] = as_dict(self._metrics[k], self._metric_names)
+    def _all(self) -> list:
+        if self._items is None:
+            n = len(self._terms)
+            items = list(map(EnvInfo, repeat(self, n), range(n)))
+            for k, i in enumerate(self._done_idx.tolist()):
+                info = {"reward_terms": self.reward_terms(i), "terminal_observation": self._terminal_obs[k],
+                        "episode_metrics": as_dict(self._metrics[k], self._metric_names)}
                 if self._episodes is not None:
                     info["episode"] = self._episodes[k]
                 info["TimeLimit.truncated"] = False
-            self._built[i] = info
-        return info
+                items[i] = info
+            self._items = items
+        return self._items
+
+    def __iter__(self):
+        return iter(self._all())
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self._all()[i]
+        n = len(self._terms)
+        if not -n <= i < n:
+            raise IndexError(f"info index {i} out of range for {n} envs")
+        return self._all()[i]
+
+    def reward_terms(self, i: int) -> dict[str, float]:
+        """``{term: weighted value}`` of env ``i`` at this step."""
+        return dict(zip(self._names, self._terms[i].tolist(), strict=True))
+
+
+class EnvInfo(MutableMapping):
+    """The info of an env whose episode did not end this step: ``{"reward_terms": {...}}``, built on
+    first read of its contents (asking for a key it does not have costs nothing). Writable like a dict
+    (SB3 wrappers may add keys); ``dict(info)`` or ``info.copy()`` gives a plain dict."""
+
+    __slots__ = ("_step", "_i", "_d")
+
+    def __init__(self, step: StepInfos, i: int):
+        self._step = step
+        self._i = i
+        self._d: dict | None = None
+
+    def _dict(self) -> dict:
+        if self._d is None:
+            self._d = {"reward_terms": self._step.reward_terms(self._i)}
+        return self._d
+
+    def get(self, key, default=None):
+        if self._d is None and key != "reward_terms":
+            return default
+        return self._dict().get(key, default)
+
+    def __contains__(self, key) -> bool:
+        return key == "reward_terms" if self._d is None else key in self._d
+
+    def __getitem__(self, key):
+        return self._dict()[key]
+
+    def __setitem__(self, key, value) -> None:
+        self._dict()[key] = value
+
+    def __delitem__(self, key) -> None:
+        del self._dict()[key]
+
+    def __iter__(self):
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
+
+    def copy(self) -> dict:
+        return dict(self._dict())
+
+    def __repr__(self) -> str:
+        return repr(self._dict())
 
 
 class MarketMakingVecEnv(VecEnv):
@@ -130,21 +196,53 @@ class MarketMakingVecEnv(VecEnv):
     def close(self) -> None:
         pass
 
-    def get_state(self) -> dict[str, Any]:
-        """Everything that evolves while stepping (markets, RNG streams, running returns), picklable;
-        :meth:`set_state` on a vec env of the same config continues bit-identically."""
-        return {"sim": self.sim, "ep_return": self._ep_return.copy(), "seeded": self._seeded}
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Everything that evolves while stepping, as named arrays (copies): the simulation's state,
+        statistics, step outcome, RNG streams, reward state, buffers and actions (``state.mid``,
+        ``state.book.price``, ``rng``, ...), the episodes that ended in the last step, the running
+        returns and whether the envs were seeded. Everything else in the simulation follows from the
+        config, so :meth:`set_state` on a vec env of the same config continues bit-identically."""
+        from lobgym.state_files import named_arrays
 
-    def set_state(self, state: dict[str, Any]) -> None:
-        sim = state["sim"]
-        if sim.n_envs != self.num_envs or type(sim) is not type(self.sim):
-            raise ValueError(f"saved env state holds {sim.n_envs} {type(sim).__name__} envs; "
-                             f"this vec env has {self.num_envs} {type(self.sim).__name__} envs")
-        self.sim = sim
-        self._ep_return = np.asarray(state["ep_return"], dtype=np.float64).copy()
+        sim = self.sim
+        arrays = {name: a.copy() for part in ("state", "stats", "outcome", "buffers")
+                  for name, a in named_arrays(part, getattr(sim, part))}
+        arrays |= {"rng": sim.rng.copy(), "reward_state": sim.reward_state.copy(), "actions": sim.actions.copy(),
+                   "n_done": np.array(sim.n_done, dtype=np.int64), "ep_return": self._ep_return.copy(),
+                   "seeded": np.array(self._seeded)}
+        return arrays
+
+    def set_state(self, state: dict[str, np.ndarray], source: str = "env state") -> None:
+        """Copy ``state`` (from :meth:`get_state`) into this env's own arrays, in place (the compiled
+        step keeps pointing at them). Raises ``ValueError`` naming ``source`` and the array if the
+        names, shapes or dtypes are not this env's; nothing is changed then."""
+        from lobgym.state_files import named_arrays
+
+        sim = self.sim
+        targets = {name: a for part in ("state", "stats", "outcome", "buffers")
+                   for name, a in named_arrays(part, getattr(sim, part))}
+        targets |= {"rng": sim.rng, "reward_state": sim.reward_state, "actions": sim.actions,
+                    "ep_return": self._ep_return}
+        wanted = {name: (a.shape, a.dtype) for name, a in targets.items()}
+        wanted |= {"n_done": ((), np.dtype(np.int64)), "seeded": ((), np.dtype(np.bool_))}
+        this_env = f"this env ({self.num_envs} {type(sim).__name__} envs of {self.config.name!r})"
+        missing, extra = sorted(set(wanted) - set(state)), sorted(set(state) - set(wanted))
+        if missing or extra:
+            def names(x: list[str]) -> str:
+                return ", ".join(x[:5]) + (f" and {len(x) - 5} more" if len(x) > 5 else "")
+
+            raise ValueError(f"{source}: not the state of {this_env}: "
+                             + "; ".join(([f"missing arrays {names(missing)}"] if missing else [])
+                                         + ([f"unknown arrays {names(extra)}"] if extra else [])))
+        for name, (shape, dtype) in wanted.items():
+            value = np.asarray(state[name])
+            if value.shape != shape or value.dtype != dtype:
+                raise ValueError(f"{source}: env array {name!r} is {value.dtype}{list(value.shape)}; "
+                                 f"{this_env} needs {dtype}{list(shape)}")
+        for name, target in targets.items():
+            target[...] = state[name]
+        sim.n_done = int(state["n_done"])
         self._seeded = bool(state["seeded"])
-        self._no_obs = self.sim.buffers.terminal_obs[:0]
-        self._no_metrics = self.sim.buffers.metrics[:0]
 
     def get_attr(self, attr_name: str, indices=None) -> list[Any]:
         return [getattr(self, attr_name)] * len(self._get_indices(indices))

@@ -11,7 +11,8 @@ from the mid (:meth:`BaselineAgent.quotes`, unclipped, ``np.inf`` for a side tha
 * :class:`AvellanedaStoikov` (2008): reservation price ``s - q gamma sigma^2 tau`` and total spread
   ``gamma sigma^2 tau + (2/gamma) ln(1 + gamma/k)``, so
   ``bid = spread/2 + q gamma sigma^2 tau``, ``ask = spread/2 - q gamma sigma^2 tau``; with
-  ``symmetric`` the paper's benchmark: the same spread centred on the mid.
+  ``symmetric`` the paper's benchmark: a constant spread, the inventory strategy's average over the
+  episode, centred on the mid.
 * :class:`Gueant` (Guéant, Lehalle & Fernandez-Tapia 2013), closed-form asymptotic quotes with
   ``c = sqrt(sigma^2 gamma / (2 k A) (1 + gamma/k)^(1 + k/gamma))``:
   ``bid = (1/gamma) ln(1 + gamma/k) + (2q + 1)/2 c``, ``ask = (1/gamma) ln(1 + gamma/k) - (2q - 1)/2 c``.
@@ -175,7 +176,10 @@ class AvellanedaStoikov(BaselineAgent):
     """Avellaneda & Stoikov (2008): quotes around the reservation price ``s - q gamma sigma^2 tau``.
 
     ``sigma`` is the env's ``market.sigma`` and ``k`` its ``market.fill.k``. With ``symmetric: true``
-    both depths are half the AS spread (the paper's "symmetric strategy" benchmark).
+    the paper's "symmetric strategy" benchmark: both depths are half of the inventory strategy's
+    average spread over the episode's decision times (``tau = n dt`` for ``n = N .. 1``, mean
+    ``(N + 1) dt / 2``), a constant, so the benchmark quotes the same average spread without the
+    inventory skew or its shrinking towards the horizon.
     """
 
     required_features = ("inventory", "time_left")
@@ -192,11 +196,13 @@ class AvellanedaStoikov(BaselineAgent):
 
     def quotes(self, q, steps_left):
         q = np.asarray(q, dtype=np.float64)
-        risk = self._risk * np.asarray(steps_left, dtype=np.float64)  # gamma sigma^2 tau
-        half = 0.5 * risk + self._half_base
+        steps_left = np.asarray(steps_left, dtype=np.float64)
         if self.symmetric:
-            half = np.broadcast_to(half, np.broadcast_shapes(q.shape, half.shape)).copy()
+            mean_risk = self._risk * 0.5 * (self.n_steps + 1)  # gamma sigma^2 tau averaged over the decisions
+            half = np.full(np.broadcast_shapes(q.shape, steps_left.shape), 0.5 * mean_risk + self._half_base)
             return half, half.copy()
+        risk = self._risk * steps_left  # gamma sigma^2 tau
+        half = 0.5 * risk + self._half_base
         skew = q * risk
         return half + skew, half - skew
 

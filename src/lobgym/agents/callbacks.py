@@ -20,6 +20,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from lobgym.agents.checkpoints import base_vec_env, save_checkpoint
 from lobgym.agents.evaluation import Evaluation, evaluate
+from lobgym.agents.model_files import load_parameters
 from lobgym.io import write_json_atomic
 
 
@@ -91,13 +92,16 @@ class EpisodeMetricsCallback(BaseCallback):
 
 
 class GradNormCallback(BaseCallback):
-    """Logs ``train/grad_norm_<optimizer>`` (mean and max over the optimizer steps of the last
-    ``train()``): the L2 norm of the gradient each step applies, after PPO's clipping at
-    ``max_grad_norm`` (SAC does not clip). Measured by an optimizer step pre-hook."""
+    """Logs what the optimizers did in the last ``train()``: ``train/grad_norm_<optimizer>`` (mean and
+    max over its optimizer steps), the L2 norm of the gradient each step applies, after PPO's clipping
+    at ``max_grad_norm`` (SAC does not clip); and ``train/lr_now``, the learning rate the last step
+    used, for every run (a fixed rate, a schedule or a controller). Measured by an optimizer step
+    pre-hook, so both are what was applied, not what a schedule says."""
 
     def __init__(self) -> None:
         super().__init__()
         self._norms: dict[str, list[float]] = {}
+        self._lr: float | None = None
         self._handles: list[Any] = []
 
     def _on_training_start(self) -> None:
@@ -114,6 +118,8 @@ class GradNormCallback(BaseCallback):
 
     def _hook(self, name: str) -> Callable:
         def record(optimizer, args, kwargs) -> None:
+            if name in ("policy", "actor"):
+                self._lr = float(optimizer.param_groups[0]["lr"])
             grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
             if grads:
                 with torch.no_grad():
@@ -122,16 +128,23 @@ class GradNormCallback(BaseCallback):
         return record
 
     def _on_rollout_start(self) -> None:
+        self._record()
+
+    def _record(self) -> None:
         for name, norms in self._norms.items():
             if norms:
                 self.logger.record(f"train/grad_norm_{name}", float(np.mean(norms)))
                 self.logger.record(f"train/grad_norm_{name}_max", float(np.max(norms)))
                 norms.clear()
+        if self._lr is not None:  # recorded next to SB3's train/* scalars of the same train()
+            self.logger.record("train/lr_now", self._lr)
+            self._lr = None
 
     def _on_step(self) -> bool:
         return True
 
     def _on_training_end(self) -> None:
+        self._record()  # the last train(): no rollout follows it
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
@@ -140,7 +153,12 @@ class GradNormCallback(BaseCallback):
 class EvalCallback(BaseCallback):
     """Every ``every`` timesteps (and at the start), evaluates the policy deterministically on the same
     held-out market seeds, logs ``eval/*`` next to the baselines' scores, feeds ``eval_return``,
-    ``eval_pnl`` and ``eval_sharpe`` to the learning-rate controller, and keeps the best model."""
+    ``eval_pnl`` and ``eval_sharpe`` to the learning-rate controller, and keeps the best model.
+
+    The ``eval/*`` scalars are written straight to the logger's outputs at the timestep they were
+    measured: ``logger.record`` would hold them until SB3's next dump, at the end of the next rollout
+    (the step-0 evaluation would land one rollout late), and dumping the logger here would move SB3's
+    own pending scalars too."""
 
     def __init__(self, env_cfg: Any, every: int, episodes: int, seed: int, metric: str,
                  baselines: dict[str, dict[str, float]], save_best: Callable[[], None], controller: Any = None,
@@ -182,15 +200,26 @@ class EvalCallback(BaseCallback):
         self.history.append(row)
         if self.history_path is not None:  # rewritten after each evaluation: curves of unfinished runs too
             write_json_atomic(self.history_path, self.history)
-        for key in ("return", "pnl", "sharpe", "mean_abs_inventory", "fills"):
-            self.logger.record(f"eval/{key}", row[key])
+        scalars = {f"eval/{key}": row[key] for key in ("return", "pnl", "sharpe", "mean_abs_inventory", "fills")}
         for name, summary in self.baselines.items():
-            self.logger.record(f"eval_baselines/{name}_{self.metric}", summary[self.metric])
+            scalars[f"eval_baselines/{name}_{self.metric}"] = summary[self.metric]
         score = row[self.metric]
         if math.isfinite(score) and (self.best is None or score > self.best):
             self.best = score
             self.save_best()
-        self.logger.record("eval/best", self.best if self.best is not None else float("nan"))
+        scalars["eval/best"] = self.best if self.best is not None else float("nan")
+        self._write_now(scalars)
+
+    def _write_now(self, scalars: dict[str, float]) -> None:
+        """Writes ``scalars`` to every output of the logger at the current timestep (SB3's ``KVWriter``
+        interface, as ``Logger.dump`` does), leaving the values SB3 has recorded but not dumped alone."""
+        from stable_baselines3.common.logger import DISABLED, KVWriter
+
+        if self.logger.level == DISABLED:
+            return
+        for output in self.logger.output_formats:
+            if isinstance(output, KVWriter):
+                output.write(scalars, dict.fromkeys(scalars), self.num_timesteps)
 
     @property
     def last_score(self) -> float | None:
@@ -220,7 +249,7 @@ class ReloadBestCallback(BaseCallback):
     def _on_rollout_start(self) -> None:
         fired = sum(g.fired for g in self.guards)
         if fired > self.seen and (self.best / "model.zip").is_file():
-            self.model.set_parameters(str(self.best / "model.zip"), exact_match=True, device=self.model.device)
+            load_parameters(self.model, self.best / "model.zip")  # its tensors only: nothing is unpickled
             self.reloads += 1
             self.logger.record("lr_control/reloads_of_best", self.reloads)
         self.seen = fired
@@ -262,39 +291,66 @@ class CheckpointCallback(BaseCallback):
 
 
 class ProgressCallback(BaseCallback):
-    """A rich progress bar: timesteps, timesteps/s, the latest evaluation score and the learning rate."""
+    """Training progress: timesteps, timesteps/s, the latest evaluation score and the learning rate, as
+    a rich progress bar on a terminal, else as plain periodic lines on stdout (CI logs, pipes)."""
 
     def __init__(self, total: int, evaluation: EvalCallback, description: str, console: Any = None):
         super().__init__()
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from lobgym.progress import is_terminal
 
-        self.total, self.evaluation = total, evaluation
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[speed]} steps/s"), TextColumn("eval {task.fields[score]}"),
-            TextColumn("lr {task.fields[lr]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=console, transient=False)
-        self.task = self.progress.add_task(description, total=total, speed="-", score="-", lr="-")
+        self.total, self.evaluation, self.description = total, evaluation, description
+        self.progress: Any = None
+        self.lines: Any = None  # the plain lines, made when training starts (a resumed run starts midway)
+        if is_terminal(console):
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[speed]} steps/s"), TextColumn("eval {task.fields[score]}"),
+                TextColumn("lr {task.fields[lr]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                console=console, transient=False)
+            self.task = self.progress.add_task(description, total=total, speed="-", score="-", lr="-")
         self._t0 = self._steps0 = None
         self._last = 0.0
 
     def _on_training_start(self) -> None:
-        self.progress.start()
         self._t0, self._steps0 = time.perf_counter(), self.num_timesteps
+        if self.progress is not None:
+            self.progress.start()
+        else:
+            from lobgym.progress import ProgressLines
+
+            self.lines = ProgressLines(f"train {self.description}", self.total, "timesteps", rate_unit="steps",
+                                       start=self.num_timesteps)
+            self.lines.detail = self._detail()
+            self.lines.begin()
+            return
         self._update()
 
-    def _update(self) -> None:
-        elapsed = time.perf_counter() - self._t0
-        speed = (self.num_timesteps - self._steps0) / elapsed if elapsed > 0 else 0.0
+    def _detail(self) -> str:
         score = self.evaluation.last_score
         lr = float(self.model.lr_schedule(self.model._current_progress_remaining))
+        return f"last eval {self.evaluation.metric} " + ("-" if score is None else f"{score:.4g}") + f", lr {lr:.3g}"
+
+    def _update(self, final: bool = False) -> None:
+        if self.lines is not None:
+            if final:
+                self.lines.done = self.num_timesteps
+                self.lines.end(self._detail())
+            else:
+                self.lines.update(self.num_timesteps, self._detail())
+            return
+        score = self.evaluation.last_score
+        lr = float(self.model.lr_schedule(self.model._current_progress_remaining))
+        elapsed = time.perf_counter() - self._t0
+        speed = (self.num_timesteps - self._steps0) / elapsed if elapsed > 0 else 0.0
         self.progress.update(self.task, completed=self.num_timesteps, speed=f"{speed:,.0f}",
                              score="-" if score is None else f"{score:.4g}", lr=f"{lr:.3g}")
 
@@ -306,5 +362,6 @@ class ProgressCallback(BaseCallback):
         return True
 
     def _on_training_end(self) -> None:
-        self._update()
-        self.progress.stop()
+        self._update(final=True)
+        if self.progress is not None:
+            self.progress.stop()

@@ -3,6 +3,7 @@ seeded ``seed + j``, so all agents face the same mid-price paths and the same fi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -11,6 +12,7 @@ import numpy as np
 
 from lobgym.config import EnvConfig, load_env_config
 from lobgym.metrics import METRICS, summarize
+from lobgym.stats import CI, paired_diff
 from lobgym.vec_env import make_vec_env
 
 #: Episodes run side by side in one batched env; larger evaluations run in chunks of this size.
@@ -34,6 +36,7 @@ class Evaluation:
     metric_names: tuple[str, ...] = METRICS
     terms: np.ndarray | None = None  #: (episodes, len(term_names)) each weighted reward term summed over the episode
     term_names: tuple[str, ...] = ()
+    seed: int | None = None  #: episode j ran on market seed ``seed + j`` (None: not recorded)
     summary: dict[str, float] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -43,6 +46,15 @@ class Evaluation:
         if self.terms is not None:
             for j, name in enumerate(self.term_names):
                 self.summary[f"term_{name}_mean"] = float(np.mean(self.terms[:, j]))
+
+    def episode_values(self, name: str) -> np.ndarray:
+        """One value per episode of ``name``: ``"return"`` or one of :attr:`metric_names`."""
+        if name == "return":
+            return self.returns
+        if name not in self.metric_names:
+            raise ValueError(f"metric {name!r}: not measured by this evaluation; measured: return, "
+                             + ", ".join(self.metric_names))
+        return self.metrics[:, self.metric_names.index(name)]
 
     def to_json(self) -> dict[str, Any]:
         return {"agent": self.agent, "summary": self.summary,
@@ -78,4 +90,83 @@ def evaluate(agent: Predictor, env: str | Path | dict | EnvConfig, episodes: int
         metrics.append(venv.sim.buffers.metrics.copy())
         returns.append(total)
         terms.append(term_total)
-    return Evaluation(name, np.concatenate(metrics), np.concatenate(returns), names, np.concatenate(terms), term_names)
+    return Evaluation(name, np.concatenate(metrics), np.concatenate(returns), names, np.concatenate(terms), term_names,
+                      seed=seed)
+
+
+#: Per-episode quantities compared on common random numbers: the return and every metric defined in
+#: every episode. ``mean_spread`` and ``fill_ratio`` are left out: they are NaN in episodes without a
+#: two-sided quote or without orders, so they do not pair up episode by episode.
+PAIRED_METRICS = ("return", "pnl", "spread_pnl", "inventory_pnl", "fees", "final_inventory", "mean_abs_inventory",
+                  "fills", "quote_uptime")
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """An agent against the reference agent, episode by episode on the same market seeds.
+
+    Attributes:
+        agent: the compared agent's name.
+        reference: the reference agent's name.
+        diffs: metric -> interval of the mean of (agent - reference) over the common episodes.
+    """
+
+    agent: str
+    reference: str
+    diffs: dict[str, CI]
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON keys ``lobgym evaluate`` writes under the agent: ``paired_diff``, ``paired_se``,
+        ``paired_ci`` (``[low, high]``) per metric, and ``paired_method`` naming the interval."""
+        return {"paired_reference": self.reference,
+                "paired_diff": {m: c.mean for m, c in self.diffs.items()},
+                "paired_se": {m: c.se for m, c in self.diffs.items()},
+                "paired_ci": {m: [c.low, c.high] for m, c in self.diffs.items()},
+                "paired_method": {m: c.label("episodes") for m, c in self.diffs.items()}}
+
+
+def paired_differences(results: Sequence[Evaluation], reference: str | None = None, level: float = 0.95,
+                       metrics: Sequence[str] = PAIRED_METRICS) -> list[PairedComparison]:
+    """Every agent against the reference on common random numbers (:func:`lobgym.stats.paired_diff`).
+
+    Episode ``j`` of every evaluation ran on market seed ``seed + j``, so agent and reference pair up
+    by episode and the market noise they share cancels in the difference.
+
+    Args:
+        results: evaluations of the agents, all with the same episodes and seed.
+        reference: the name of the agent to compare against [default: the first].
+        level: confidence level of the intervals.
+        metrics: per-episode quantities to compare; those an evaluation did not measure are skipped.
+
+    Returns:
+        One comparison per agent other than the reference, in the order of ``results``.
+
+    Raises:
+        ValueError: no results, an unknown reference, or evaluations not on the same episodes.
+    """
+    if not results:
+        raise ValueError("paired_differences needs at least one evaluation")
+    names = [r.agent for r in results]
+    if reference is None:
+        reference = names[0]
+    if reference not in names:
+        raise ValueError(f"reference = {reference!r}: not one of the evaluated agents ({', '.join(names)})")
+    ref = results[names.index(reference)]
+    for r in results:
+        if len(r.returns) != len(ref.returns) or (r.seed is not None and ref.seed is not None and r.seed != ref.seed):
+            raise ValueError(f"agent {r.agent!r} ran {len(r.returns)} episodes from seed {r.seed}, the reference "
+                             f"{reference!r} {len(ref.returns)} from seed {ref.seed}: paired differences need the "
+                             "same episodes (same --episodes and --seed)")
+    shared = [m for m in metrics if all(m == "return" or m in r.metric_names for r in results)]
+    out = []
+    for r in results:
+        if r is ref:
+            continue
+        diffs = {}
+        for m in shared:
+            try:
+                diffs[m] = paired_diff(r.episode_values(m), ref.episode_values(m), level)
+            except ValueError as err:
+                raise ValueError(f"{r.agent} - {reference}, metric {m}: {err}") from None
+        out.append(PairedComparison(r.agent, reference, diffs))
+    return out

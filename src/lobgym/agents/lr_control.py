@@ -328,7 +328,8 @@ def make_lr_callback(controller: LRController):
     losses, approx KL and clip fraction (:data:`TRAIN_SIGNALS`); at the end of every rollout, the
     mean return (``train_return``) and mean episode PnL (``train_pnl``) of the episodes that ended
     since the last decision, if any. Only signals some rule watches are passed. The controller's
-    multiplier and the current rate are logged as ``lr_control/multiplier`` and ``train/lr_now``.
+    multiplier and its rules' state are logged under ``lr_control/``; the rate each ``train()`` used
+    is logged for every run, controlled or not, as ``train/lr_now`` (``GradNormCallback``).
     """
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -370,7 +371,6 @@ def make_lr_callback(controller: LRController):
             self._returns.clear()
             self._pnls.clear()
             self.logger.record("lr_control/multiplier", self.controller.multiplier)
-            self.logger.record("train/lr_now", self.controller(self.model._current_progress_remaining))
             for i, rule in enumerate(self.controller.rules):
                 for key in rule.state_fields:
                     value = getattr(rule, key)

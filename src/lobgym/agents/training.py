@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +42,23 @@ from lobgym.agents.callbacks import (
     ProgressCallback,
     ReloadBestCallback,
 )
-from lobgym.agents.checkpoints import base_vec_env, latest_checkpoint, read_controller_state, read_state, set_rng_states
+from lobgym.agents.checkpoints import (
+    PICKLED,
+    CheckpointFallback,
+    SavedCheckpoint,
+    base_vec_env,
+    checkpoint_candidates,
+    read_checkpoint,
+    set_rng_states,
+)
 from lobgym.agents.evaluation import Evaluation, evaluate
 from lobgym.agents.lr_control import LRController, build_controller, make_lr_callback
+from lobgym.agents.model_files import (
+    load_sb3,
+    restore_replay_buffer,
+    restore_vecnormalize,
+    vecnormalize_state,
+)
 from lobgym.config import (
     OPTIMIZERS,
     AnyEnvConfig,
@@ -57,7 +69,10 @@ from lobgym.config import (
     load_env_config,
     load_training_config,
 )
+from lobgym.folders import exclusive, remove_leftovers
 from lobgym.io import write_json_atomic, write_text_atomic
+from lobgym.provenance import provenance
+from lobgym.state_files import RunFileError, read_json, read_state, write_state
 
 #: Baselines evaluated next to a trained policy when the preset does not list any.
 DEFAULT_BASELINES = {"reduced_form": ["avellaneda_stoikov", "cartea_jaimungal", "fixed_spread", "random"],
@@ -126,15 +141,23 @@ def make_training_env(run: RunConfig):
     """The batched env of a run, wrapped in ``VecNormalize`` when the preset asks for it."""
     from lobgym.vec_env import make_vec_env
 
-    venv = make_vec_env(run.env, n_envs=run.agent.n_envs)
-    norm = run.agent.normalize
-    if norm.obs or norm.reward:
-        from stable_baselines3.common.vec_env import VecNormalize
+    return with_normaliser(run, make_vec_env(run.env, n_envs=run.agent.n_envs))
 
-        gamma = float(run.agent.hyperparams.get("gamma", 0.99))
-        venv = VecNormalize(venv, norm_obs=norm.obs, norm_reward=norm.reward, clip_obs=norm.clip_obs,
-                            clip_reward=norm.clip_reward, gamma=gamma)
-    return venv
+
+def normalises(run: RunConfig) -> bool:
+    """Whether the run trains on ``VecNormalize``d observations or rewards (and saves its statistics)."""
+    return run.agent.normalize.obs or run.agent.normalize.reward
+
+
+def with_normaliser(run: RunConfig, venv: Any) -> Any:
+    """``venv`` in the ``VecNormalize`` the preset asks for (``venv`` itself if it asks for none)."""
+    if not normalises(run):
+        return venv
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    norm = run.agent.normalize
+    return VecNormalize(venv, norm_obs=norm.obs, norm_reward=norm.reward, clip_obs=norm.clip_obs,
+                        clip_reward=norm.clip_reward, gamma=float(run.agent.hyperparams.get("gamma", 0.99)))
 
 
 def check_seeds(run: RunConfig) -> None:
@@ -156,37 +179,31 @@ def new_model(run: RunConfig, venv: Any, controller: LRController | None):
                           f"hyperparams / policy: {err}") from None
 
 
-def load_model(path: Path, kind: str, env: Any = None, learning_rate: Any = 0.0):
-    """An SB3 model from ``path``; ``learning_rate`` replaces the pickled one (for prediction any number
-    does; to continue training pass the run's controller, restored from its own checkpoint file)."""
-    return algorithm_class(kind).load(path, env=env, device="cpu",
-                                      custom_objects={"learning_rate": learning_rate, "lr_schedule": None})
+def model_template(run: RunConfig, venv: Any, learning_rate: Any = 0.0):
+    """A model of the run's config without networks: what :func:`load_model` takes the SB3 save entries
+    that follow from the config from (spaces, policy class and arguments, schedules' settings)."""
+    return algorithm_class(run.agent.kind)("MlpPolicy", venv, learning_rate=learning_rate,
+                                           policy_kwargs=policy_kwargs(run.agent), seed=run.seed, device="cpu",
+                                           verbose=0, _init_setup_model=False, **run.agent.hyperparams)
+
+
+def load_model(path: Path, run: RunConfig, env: Any = None, learning_rate: Any = 0.0,
+               state: dict[str, Any] | None = None, saved: tuple[bytes, dict[str, Any]] | None = None):
+    """The SB3 model saved at ``path`` by a run of ``run``'s config, read without unpickling anything
+    (:func:`lobgym.agents.model_files.load_sb3`). ``learning_rate`` replaces the saved one (for prediction
+    any number does; to continue training pass the run's controller, restored from its own checkpoint
+    file, and the checkpoint's ``state``)."""
+    from lobgym.vec_env import make_vec_env
+
+    template = model_template(run, env if env is not None else make_vec_env(run.env), learning_rate)
+    return load_sb3(path, algorithm_class(run.agent.kind), template, learning_rate, state=state, env=env, saved=saved)
 
 
 # -------------------------------------------------------------------------------------- run files
-def _git_revision() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
-                             text=True, timeout=10)
-        if out.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def run_metadata() -> dict[str, Any]:
-    versions = {}
-    for pkg in PACKAGES:
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    return {"versions": versions, "python": sys.version.split()[0], "git_revision": _git_revision(),
-            "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count()},
-            "started": __import__("datetime").datetime.now().astimezone().isoformat(timespec="seconds")}
+def run_metadata(command: list[str] | None = None) -> dict[str, Any]:
+    """``meta.json``: lobgym's version and own git revision, package versions, machine, start time and
+    command (:func:`lobgym.provenance.provenance`)."""
+    return provenance(command, packages=PACKAGES)
 
 
 def _append_command(run_dir: Path, command: list[str] | None) -> None:
@@ -200,14 +217,14 @@ def _append_command(run_dir: Path, command: list[str] | None) -> None:
 
 
 def _save_model_dir(folder: Path, model: Any, extra: dict[str, Any]) -> None:
-    """``folder``/model.zip (+ vecnormalize.pkl, info.json), replaced as a whole."""
+    """``folder``/model.zip (+ vecnormalize.json/.npz, info.json), replaced as a whole."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     try:
         model.save(tmp / "model.zip")
         vecnorm = model.get_vec_normalize_env()
         if vecnorm is not None:
-            vecnorm.save(tmp / "vecnormalize.pkl")
+            write_state(tmp, "vecnormalize", vecnormalize_state(vecnorm))
         (tmp / "info.json").write_text(json.dumps(extra, indent=2) + "\n")
         tmp.chmod(0o755)  # mkdtemp makes it private
         old = folder.with_name(f".{folder.name}.old")
@@ -237,19 +254,25 @@ def start(env: Any, agent: Any, seed: int = 0, timesteps: int | None = None, nam
         raise ConfigError(f"run folder {str(run_dir)!r} already holds a run: continue it with "
                           f"`lobgym train --resume {run_dir}` or pick another --name")
     new_model(run, make_training_env(run), make_controller(agent_cfg))  # SB3's own checks, before any file
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
-    write_json_atomic(run_dir / "meta.json", run_metadata())
-    _append_command(run_dir, command)
-    return _train(run_dir, run, resume=False, progress=progress)
+    with exclusive(run_dir, "training run"):
+        if (run_dir / "config.yaml").exists():  # started meanwhile by another process
+            raise ConfigError(f"run folder {str(run_dir)!r} already holds a run: continue it with "
+                              f"`lobgym train --resume {run_dir}` or pick another --name")
+        write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
+        write_json_atomic(run_dir / "meta.json", run_metadata(command))
+        _append_command(run_dir, command)
+        return _train(run_dir, run, resume=False, progress=progress)
 
 
 def resume(run_dir: str | Path, progress: bool = True, command: list[str] | None = None) -> Path:
-    """Continue a run from its newest checkpoint (from scratch if it was killed before the first one)."""
+    """Continue a run from its newest readable checkpoint (from scratch if it was killed before the first
+    one), after removing what interrupted writes left behind."""
     run_dir = Path(run_dir)
     run = RunConfig.read(run_dir)
-    _append_command(run_dir, command)
-    return _train(run_dir, run, resume=True, progress=progress)
+    with exclusive(run_dir, "training run"):
+        remove_leftovers(run_dir, ("checkpoints",))
+        _append_command(run_dir, command)
+        return _train(run_dir, run, resume=True, progress=progress)
 
 
 def _train(run_dir: Path, run: RunConfig, resume: bool, progress: bool) -> Path:
@@ -262,28 +285,21 @@ def _train(run_dir: Path, run: RunConfig, resume: bool, progress: bool) -> Path:
     cfg = run.agent
     controller = make_controller(cfg)
     venv = make_training_env(run)
-    checkpoint = latest_checkpoint(run_dir / "checkpoints") if resume else None
-    state = None
-    if checkpoint is not None:
-        state = read_state(checkpoint)
+    saved = _readable_checkpoint(run_dir, run) if resume else None
+    checkpoint = None if saved is None else saved.path
+    state = None if saved is None else saved.state
+    if saved is not None:
         if controller is not None:
-            try:
-                controller.load_state_dict(read_controller_state(checkpoint))
-            except ValueError as err:
-                if "controller.json" in str(err):
-                    raise
-                raise ValueError(f"{checkpoint / 'controller.json'}: {err}; refusing to resume at a default "
-                                 "learning rate") from None
+            controller.load_state_dict(saved.controller)
         if isinstance(venv, VecNormalize):
-            venv = VecNormalize.load(str(checkpoint / "vecnormalize.pkl"), base_vec_env(venv))
-            venv.returns = state["vecnormalize_returns"].copy()
-        base_vec_env(venv).set_state(state["env"])
+            restore_vecnormalize(venv, saved.vecnormalize, str(checkpoint / "vecnormalize.npz"))
+        base_vec_env(venv).set_state(state["env"], source=str(checkpoint / "state.npz"))
         lr = controller if controller is not None else float(cfg.learning_rate)
-        # force_reset=False keeps the saved last observation: the restored env continues from it.
-        model = algorithm_class(cfg.kind).load(checkpoint / "model.zip", env=venv, device="cpu", force_reset=False,
-                                               custom_objects={"learning_rate": lr, "lr_schedule": None})
+        # the saved last observation is kept: the restored env continues from it
+        model = load_model(checkpoint / "model.zip", run, env=venv, learning_rate=lr, state=state["sb3"],
+                           saved=saved.model)
         if cfg.kind == "sac":
-            model.load_replay_buffer(checkpoint / "replay_buffer.pkl")
+            restore_replay_buffer(model.replay_buffer, saved.replay_buffer, str(checkpoint / "replay_buffer.npz"))
         set_rng_states(model, state["rng"])
     else:
         model = new_model(run, venv, controller)
@@ -338,7 +354,7 @@ def _baselines(run_dir: Path, run: RunConfig) -> dict[str, dict[str, float]]:
     """Summaries of the baselines on the evaluation seeds, computed once per run and kept in baselines.json."""
     path = run_dir / "baselines.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        return read_json(path, expect=dict)
     from lobgym.agents import make_agent
 
     ev = run.agent.eval
@@ -355,17 +371,36 @@ def _baselines(run_dir: Path, run: RunConfig) -> dict[str, dict[str, float]]:
     return out
 
 
+def _readable_checkpoint(run_dir: Path, run: RunConfig) -> SavedCheckpoint | None:
+    """The newest checkpoint that reads back whole, warning about each newer one that does not (None if
+    the run has none yet); raises :class:`RunFileError` naming every file when none is readable."""
+    candidates = checkpoint_candidates(run_dir / "checkpoints")
+    errors: list[str] = []
+    for path in candidates:
+        try:
+            saved = read_checkpoint(path, normalises(run), run.agent.kind == "sac", make_controller(run.agent))
+        except RunFileError as err:
+            errors.append(str(err))
+            continue
+        for error in errors:
+            warnings.warn(f"{error}; resuming from the previous kept checkpoint, {path.name}", CheckpointFallback,
+                          stacklevel=2)
+        return saved
+    if errors:
+        raise RunFileError(f"{run_dir / 'checkpoints'}: no readable checkpoint ({'; '.join(errors)})")
+    return None
+
+
 # ----------------------------------------------------------------------------------------- report
 def trained_agent(run_dir: str | Path, which: str = "best", env_cfg: Any = None) -> PolicyAgent:
     """A run's model (``best``, falling back to ``final``, or ``final``) as an evaluation agent; with
-    ``env_cfg``, checks that the env's observations and actions are the ones the model was trained on."""
-    import pickle
+    ``env_cfg``, checks that the env's observations and actions are the ones the model was trained on.
+    Nothing in the run folder is unpickled (:mod:`lobgym.agents.model_files`)."""
+    from lobgym.vec_env import make_vec_env
 
     run_dir = Path(run_dir)
     run = RunConfig.read(run_dir)
     if env_cfg is not None:
-        from lobgym.vec_env import make_vec_env
-
         trained, other = make_vec_env(run.env), make_vec_env(load_env_config(env_cfg))
         if (trained.observation_space, trained.action_space) != (other.observation_space, other.action_space):
             raise ConfigError(f"agent {str(run_dir)!r} was trained on env {run.env.name!r}; env "
@@ -376,11 +411,19 @@ def trained_agent(run_dir: str | Path, which: str = "best", env_cfg: Any = None)
     for sub in order:
         folder = run_dir / sub
         if (folder / "model.zip").is_file():
-            model = load_model(folder / "model.zip", run.agent.kind)
+            old = [name for name in PICKLED if (folder / name).is_file()]
+            if old and not (folder / "vecnormalize.json").is_file():
+                raise RunFileError(f"{folder / old[0]}: a pickle written by an older lobgym; this version stores "
+                                   "normaliser statistics as npz/JSON and never unpickles run files: train the run "
+                                   "again")
+            venv = make_vec_env(run.env)
+            model = load_model(folder / "model.zip", run, learning_rate=0.0)
             vecnorm = None
-            if (folder / "vecnormalize.pkl").is_file():
-                with open(folder / "vecnormalize.pkl", "rb") as fh:
-                    vecnorm = pickle.load(fh)  # noqa: S301 -- written by this run
+            if normalises(run):  # observations are normalised with the statistics saved next to the model
+                vecnorm = with_normaliser(run, venv)
+                restore_vecnormalize(vecnorm, read_state(folder, "vecnormalize"), str(folder / "vecnormalize.npz"),
+                                     statistics_only=True)
+                vecnorm.training = False
             return PolicyAgent(model, vecnorm)
     raise ValueError(f"{run_dir}: no trained model yet (looked for {', '.join(f'{s}/model.zip' for s in order)}); "
                      f"resume it with `lobgym train --resume {run_dir}`")

@@ -58,8 +58,8 @@ def _drop_stale_cache() -> None:
     kernels inline helpers from several modules: after editing ``rewards.py``, the cached kernel in
     ``simulation.py`` would otherwise keep running the old reward code. Hashing the package's
     sources (about a millisecond) and clearing the cache when the hash moves closes that gap.
-    Only modules that hold compiled code count (the engine, and any module importing numba or this
-    one); kernels read globals only from such modules.
+    Only modules that hold compiled code count: the engine, and every module that compiles kernels
+    through this one (all of lobgym's kernels do); kernels read globals only from such modules.
     """
     package = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
@@ -83,8 +83,7 @@ def _drop_stale_cache() -> None:
 
 def _compiled(src: Path, package: Path, text: bytes) -> bool:
     """Whether ``src`` may hold compiled code or the constants kernels read."""
-    return src.relative_to(package).parts[0] == "market" or any(
-        marker in text for marker in (b"import numba", b"lobgym.market._jit", b"from numba"))
+    return src.relative_to(package).parts[0] == "market" or b"lobgym.market._jit" in text
 
 
 _drop_stale_cache()
