@@ -64,6 +64,38 @@ def test_evaluate_prints_table_and_writes_json(tmp_path):
     assert "agent - fixed_spread" in flipped.stdout
 
 
+def test_evaluate_takes_inline_agents_and_refuses_two_with_one_name(tmp_path):
+    out_json = tmp_path / "eval.json"
+    lobgym("evaluate", "--env", "as2008_paper", "--episodes", "10", "--json", str(out_json),
+           "--agent", "{name: g1, kind: avellaneda_stoikov, params: {gamma: 1.0}}",
+           "--agent", "{name: g1_sym, kind: avellaneda_stoikov, params: {gamma: 1.0, symmetric: true}}")
+    data = json.loads(out_json.read_text())
+    assert [a["agent"] for a in data["agents"]] == ["g1", "g1_sym"] and data["reference"] == "g1"
+    proc = lobgym("evaluate", "--episodes", "2", "--agent", "random", "--agent", "{kind: random, name: random}",
+                  check=False)
+    assert proc.returncode == 2 and "'random' given twice" in proc.stdout
+    proc = lobgym("evaluate", "--episodes", "2", "--agent", "{kind: avellaneda_stoikov, params: {gamma: -1}}",
+                  check=False)
+    assert proc.returncode == 2 and "params.gamma = -1" in proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_a_broken_preset_file_is_listed_as_unreadable_and_the_others_still_show(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from lobgym import cli, presets
+
+    folder = tmp_path / "envs"
+    folder.mkdir()
+    (folder / "good.yaml").write_text("description: a fine one\n")
+    (folder / "quiet.yaml").write_text("description: ''\n")
+    (folder / "broken.yaml").write_text("description: [unclosed\n")
+    monkeypatch.setattr(presets, "preset_dir", lambda kind: folder)
+    result = CliRunner().invoke(cli.app, ["envs"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "a fine one" in result.output and "quiet" in result.output
+    assert "broken" in result.output and "unreadable" in result.output
+
+
 def test_evaluate_bad_input_names_the_field():
     proc = lobgym("evaluate", "--env", "no_such_env", "--episodes", "2", check=False)
     assert proc.returncode == 2

@@ -170,6 +170,17 @@ def features(*names: str) -> Callable[[dict], object]:
             "at most 50",
             "smaller dt",
         ),
+        case(
+            "min-depth-not-below-max",
+            lambda c: c["action"].update(min_depth=5.0),
+            "min_depth = 5: must be below max_depth = 5",
+        ),
+        case(
+            "min-depth-through-mid-too-many-poisson-fills",
+            lambda c: (c["market"]["fill"].update(rule="poisson"), c["action"].update(min_depth=-5.0)),
+            "action.min_depth = -5",
+            "fills per step, at most 50",
+        ),
         case("missing-market", lambda c: c.pop("market"), "market", "Field required"),
         case("empty-reward", lambda c: c.update(reward=[]), "reward", "at least 1"),
     ],
@@ -624,3 +635,12 @@ def test_readme_limits_example_raises_the_ceilings() -> None:
     heavy = at(preset("cst2010"), ("market", "warmup"), 1e6)  # ~4e7 expected events
     assert "limits.max_events_per_episode = 10,000,000" in env_error(heavy)
     assert load_env_config(heavy | {"limits": limits}).limits.max_events_per_episode == 100_000_000
+
+
+def test_training_hyperparameters_written_as_text_are_refused_unless_sb3_takes_text() -> None:
+    from lobgym.config import load_training_config
+
+    with pytest.raises(ConfigError, match=r"hyperparams.gamma = 'inf': allowed: a number, not text"):
+        load_training_config({"kind": "ppo", "hyperparams": {"gamma": "inf"}})
+    assert load_training_config({"kind": "sac", "hyperparams": {"ent_coef": "auto_0.1"}}).hyperparams["ent_coef"] == (
+        "auto_0.1")

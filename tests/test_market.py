@@ -40,8 +40,9 @@ def _market(**overrides) -> dict:
     return m
 
 
-def _env(market: dict, max_depth: float = 4.0, max_size: int | None = None, **extra) -> dict:
-    action: dict = {"max_depth": max_depth}
+def _env(market: dict, max_depth: float = 4.0, max_size: int | None = None, min_depth: float = 0.0,
+         **extra) -> dict:
+    action: dict = {"max_depth": max_depth, "min_depth": min_depth}
     if max_size is not None:
         action["sizes"] = {"max_size": max_size}
     return {"market": market, "action": action, **extra}
@@ -72,6 +73,10 @@ DIFF_CONFIGS = {
                                     fill={"rule": "poisson", "A": 300.0, "k": 1.0}), max_size=4),
     "sizes": _env(_market(), max_size=5),
     "random_q0": _env(_market(inventory={"initial": [-5, 7]})),
+    # Quotes through the mid (negative depths): the paper rule caps the fill probability at 1.
+    "through_mid_paper": _env(_market(noise="binomial", fill=PAPER), min_depth=-2.0),
+    "through_mid_poisson_tick": _env(_market(tick_size=0.05, inventory={"initial": 0, "limit": 6}), max_size=2,
+                                     min_depth=-1.0),
     "everything": _env(_market(noise="normal", drift=-0.3, mean_reversion={"kappa": 2.0, "theta": 99.0},
                                jumps={"rate": 5.0, "mean": 0.1, "std": 0.4}, tick_size=0.05,
                                fees={"per_unit": 0.01, "rate": 0.0005},
@@ -116,13 +121,14 @@ def _assert_outcome_matches(where: str, i: int, out, ref_out: dict) -> None:
         assert _same(g, w), f"{where}, env {i}: outcome.{f} = {g!r}, reference {w!r}"
 
 
-def _random_quotes(gen: np.random.Generator, n: int, max_depth: float, max_size: int):
-    """Depths in [0, max_depth] with both ends hit often, sizes in {0, ..., max_size}."""
+def _random_quotes(gen: np.random.Generator, n: int, max_depth: float, max_size: int, min_depth: float = 0.0):
+    """Depths in [min_depth, max_depth] with both ends (and 0) hit often, sizes in {0, ..., max_size}."""
     depth = []
     for _ in range(2):
-        d = gen.uniform(0.0, max_depth, n)
+        d = gen.uniform(min_depth, max_depth, n)
         pick = gen.random(n)
-        d[pick < 0.15] = 0.0
+        d[pick < 0.15] = min_depth
+        d[(pick >= 0.15) & (pick < 0.2)] = 0.0
         d[pick > 0.85] = max_depth
         depth.append(d)
     sizes = [gen.integers(0, max_size + 1, n).astype(np.int64) for _ in range(2)]
@@ -147,7 +153,7 @@ def test_engine_matches_reference_exactly(name):
     max_depth, max_size = float(cfg.action.max_depth), _max_size(cfg)
     episodes_done = 0
     for t in range(2 * p.n_steps + 3):
-        bd, ad, bs, az = _random_quotes(gen, n, max_depth, max_size)
+        bd, ad, bs, az = _random_quotes(gen, n, max_depth, max_size, float(cfg.action.min_depth))
         S.step(state, stats, out, p, bd, ad, bs, az, rng)
         done = np.zeros(n, dtype=np.bool_)
         for i, ref in enumerate(refs):
@@ -165,14 +171,15 @@ def test_engine_matches_reference_exactly(name):
     assert episodes_done == 2 * n
 
 
-def _decode(a: np.ndarray, max_depth: float, max_size: int, has_sizes: bool):
+def _decode(a: np.ndarray, max_depth: float, max_size: int, has_sizes: bool, min_depth: float = 0.0):
     """The quotes an action means (the table in lobgym.spaces), computed here independently."""
     unit = [min(max((float(x) + 1.0) * 0.5, 0.0), 1.0) for x in a]
     sizes = (round(unit[2] * max_size), round(unit[3] * max_size)) if has_sizes else (1, 1)
-    return unit[0] * max_depth, unit[1] * max_depth, sizes[0], sizes[1]
+    span = max_depth - min_depth
+    return min_depth + unit[0] * span, min_depth + unit[1] * span, sizes[0], sizes[1]
 
 
-@pytest.mark.parametrize("name", ["as2008", "everything", "inventory_limit"])
+@pytest.mark.parametrize("name", ["as2008", "everything", "inventory_limit", "through_mid_poisson_tick"])
 def test_simulation_matches_reference_exactly(name):
     """The fused env kernel (decode, step, auto-reset) drives the market exactly like the oracle."""
     cfg = load_env_config(DIFF_CONFIGS[name])
@@ -193,7 +200,8 @@ def test_simulation_matches_reference_exactly(name):
         sim.actions[:] = actions
         sim.step(auto_reset=True)
         for i, ref in enumerate(refs):
-            ref_out = ref.step(*_decode(actions[i], cfg.action.max_depth, _max_size(cfg), has_sizes))
+            ref_out = ref.step(*_decode(actions[i], cfg.action.max_depth, _max_size(cfg), has_sizes,
+                                        cfg.action.min_depth))
             _assert_outcome_matches(f"{name} step {t}", i, sim.outcome, ref_out)
             if ref_out["done"]:
                 ref.reset()  # the simulation auto-reset the env inside the same kernel call

@@ -928,3 +928,29 @@ def test_resume_removes_what_interrupted_writes_left_and_refuses_a_run_another_p
     training.resume(copy, progress=False, command=["resume"])
     assert [p for p in copy.rglob(".*")] == []  # the leftovers, and the lock once the resume ended
     _assert_same_outcome(ppo_run, copy)
+
+
+# ----------------------------------------------------------- portable math: the same weights on other CPUs
+@pytest.mark.slow
+def test_train_gives_the_same_weights_whatever_code_paths_the_processor_would_pick(tmp_path):
+    """Another machine's MKL and ATen pick other instruction-set code paths, which round differently
+    (here emulated by forcing others: MKL_CBWR=COMPATIBLE, ATEN_CPU_CAPABILITY=default); `lobgym train`
+    pins both to the same fixed paths whatever the environment says, so the weights stay byte-identical.
+    Opting out shows the check bites."""
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(yaml.safe_dump({**FIXTURE_PRESETS["ppo"], "name": "tiny_math", "timesteps": 256,
+                                      "learning_rate": 3e-4, "eval": {"every": 256, "episodes": 4},
+                                      "checkpoint": {"every": 256, "keep": 1}}))
+    other_cpu = {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "default"}
+    runs = {"here": {}, "other_cpu": other_cpu, "other_cpu_native": other_cpu | {"LOBGYM_NATIVE_MATH": "1"}}
+    for name, extra in runs.items():
+        env = {k: v for k, v in os.environ.items() if k not in (*other_cpu, "LOBGYM_NATIVE_MATH")} | extra
+        out = subprocess.run([sys.executable, "-m", "lobgym", "train", "--env", ENV, "--agent", str(preset),
+                              "--runs-dir", str(tmp_path / "runs"), "--name", name, "--no-progress"],
+                             env=env, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stdout + out.stderr
+    weights = {name: _pth(tmp_path / "runs" / name / "final" / "model.zip") for name in runs}
+    assert weights["other_cpu"] == weights["here"]
+    assert weights["other_cpu_native"] != weights["here"]  # without the pin the code paths show
+    meta = {name: json.loads((tmp_path / "runs" / name / "meta.json").read_text())["math"] for name in runs}
+    assert meta["here"]["portable"] is True and meta["other_cpu_native"]["portable"] is False

@@ -284,7 +284,8 @@ def bench_training(env: str, agent: str, timesteps: int) -> dict:
     The run is :func:`lobgym.agents.training.new_model` on the preset's batched env (as ``lobgym
     train`` builds it, without evaluation and checkpoint callbacks); a wrapper right above the
     lobgym vec env times ``reset``, ``step_async`` and ``step_wait``, so SB3's own wrappers
-    (``VecNormalize``) count as training time, not env time.
+    (``VecNormalize``) count as training time, not env time. SB3's reads of the infos are timed
+    apart (``info_read_seconds``).
     """
     import torch
     from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
@@ -324,13 +325,24 @@ def bench_training(env: str, agent: str, timesteps: int) -> dict:
     else:
         venv = timed
     model = new_model(run_cfg, venv, make_controller(cfg))
+    # SB3 reads every env's info at every step (its episode buffer): timed too, since that read is
+    # where lazily built infos would cost
+    read_infos, info_seconds = model._update_info_buffer, [0.0]
+
+    def timed_read(infos, dones=None):
+        t = time.perf_counter()
+        read_infos(infos, dones)
+        info_seconds[0] += time.perf_counter() - t
+
+    model._update_info_buffer = timed_read
     t = time.perf_counter()
     model.learn(timesteps)
     total = time.perf_counter() - t
     return {"what": f"{cfg.kind.upper()} training ({cfg.name})", "env": run_cfg.env.name, "agent": cfg.name,
             "n_envs": cfg.n_envs, "timesteps": model.num_timesteps, "seconds": total,
             "timesteps_per_s": model.num_timesteps / total, "env_seconds": timed.seconds,
-            "env_share": timed.seconds / total}
+            "env_share": timed.seconds / total, "info_read_seconds": info_seconds[0],
+            "info_read_share": info_seconds[0] / total}
 
 
 def run(env: str = "as2008", n_envs: tuple[int, ...] = (1, 100, 1000, 10000), min_seconds: float = 1.0,

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lobgym import presets
@@ -41,9 +42,12 @@ def _root(
                                           help="print lobgym's version (and git revision in a checkout) and exit")]
     = False,
 ) -> None:
-    # Runs before every command: a cold numba cache announces its compile instead of a silent minute.
+    # Runs before every command: a cold numba cache announces its compile instead of a silent minute,
+    # and torch (imported later, if at all) computes the same on every x86-64 machine.
+    from lobgym import portable_math
     from lobgym.compile_notice import announce_compiles
 
+    portable_math.pin()
     announce_compiles()
 
 
@@ -52,7 +56,10 @@ def _list(kind: str) -> None:
     table.add_column("name", style="bold cyan")
     table.add_column("description")
     for name, path in presets.list_presets(kind).items():
-        table.add_row(name, presets.describe(path))
+        try:
+            table.add_row(name, presets.describe(path))
+        except ConfigError as err:  # one broken file in the folder: say so, list the others
+            table.add_row(name, f"[red]unreadable: {escape(str(err))}[/]")
     console.print(table)
 
 
@@ -80,8 +87,10 @@ def _is_run(spec: str) -> bool:
 def evaluate(
     env: Annotated[str | None, typer.Option(help="env preset name or YAML path",
                                             show_default="a trained run's env, else as2008")] = None,
-    agent: Annotated[list[str] | None, typer.Option(help="agent preset name, YAML path or trained run folder "
-                                                         "(runs/<name>: its best model); repeat to compare")] = None,
+    agent: Annotated[list[str] | None, typer.Option(help="agent preset name, YAML path, trained run folder "
+                                                         "(runs/<name>: its best model) or an inline YAML mapping "
+                                                         "('{name: g1, kind: avellaneda_stoikov, params: {gamma: 1}}'"
+                                                         "); repeat to compare")] = None,
     episodes: Annotated[int, typer.Option(min=1, help="episodes per agent")] = 1000,
     seed: Annotated[int, typer.Option(min=0, help="episode j runs on market seed seed + j, for every agent")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
@@ -114,11 +123,16 @@ def evaluate(
 
                 made.append((Path(spec).name, trained_agent(spec, env_cfg=env_cfg)))
             else:
-                cfg = load_agent_config(spec)
+                inline = spec.lstrip().startswith("{")
+                cfg = load_agent_config(presets.load_yaml(spec, source="--agent") if inline else spec)
                 made.append((cfg.name, make_agent(cfg, env_cfg)))
     except (ConfigError, ValueError) as err:
         _fail(str(err))
     names = [name for name, _ in made]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        _fail(f"--agent: {', '.join(map(repr, twice))} given twice; every agent needs its own name "
+              "(inline agents: set name: ...)")
     reference = names[0] if reference is None else reference
     if reference not in names:
         _fail(f"--reference {reference!r}: not one of the evaluated agents ({', '.join(names)})")
@@ -328,7 +342,8 @@ def bench(
     for tr in result.get("training", []):
         console.print(f"{tr['what']} on {tr['env']}, {tr['n_envs']} envs: {tr['timesteps_per_s']:,.0f} timesteps/s "
                       f"({tr['timesteps']:,} in {tr['seconds']:.1f} s); time inside the env: "
-                      f"{tr['env_seconds']:.2f} s = {tr['env_share']:.1%} of the wall time", highlight=False)
+                      f"{tr['env_seconds']:.2f} s = {tr['env_share']:.1%} of the wall time; SB3 reading the "
+                      f"infos: {tr['info_read_seconds']:.2f} s = {tr['info_read_share']:.1%}", highlight=False)
     if json_out is not None:
         write_json_atomic(json_out, result)
         console.print(f"wrote {json_out}")

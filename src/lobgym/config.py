@@ -340,8 +340,17 @@ class SizesConfig(Strict):
 class ActionConfig(Strict):
     max_depth: float = Field(gt=0, le=PRICE_MAX, description=f"depth quoted at action +1, price units (at most "
                                                              f"{PRICE_MAX:g})")
+    min_depth: float = Field(0.0, ge=-PRICE_MAX, le=PRICE_MAX, description=(
+        "depth quoted at action -1, price units; negative lets a quote sit through the mid (a bid above it, an "
+        "ask below it), as the Avellaneda-Stoikov quotes do at large inventories; must be < max_depth"))
     sizes: SizesConfig | None = Field(None, description="when set, actions also choose quote sizes")
     clip: bool = Field(False, description="clip actions outside [-1, 1] instead of raising")
+
+    @model_validator(mode="after")
+    def _check(self) -> ActionConfig:
+        if self.min_depth >= self.max_depth:
+            raise ValueError(f"min_depth = {self.min_depth:g}: must be below max_depth = {self.max_depth:g}")
+        return self
 
 
 FeatureName = Literal[tuple(FEATURES)]  # type: ignore[valid-type]
@@ -380,6 +389,14 @@ class EnvConfig(Strict):
     @model_validator(mode="after")
     def _check(self) -> EnvConfig:
         _check_work(self.market, self.limits)
+        fill = self.market.fill
+        if self.action.min_depth < 0 and fill.rule == "poisson":
+            # a quote through the mid fills faster than one at it: A e^{k |min_depth|} per unit time
+            rate = fill.A * math.exp(min(-fill.k * self.action.min_depth, 700.0)) * self.market.dt
+            if rate > MAX_EVENTS_PER_DRAW:
+                raise ValueError(f"action.min_depth = {self.action.min_depth:g}: the poisson rule would expect "
+                                 f"A e^(k |min_depth|) dt = {rate:.3g} fills per step, at most {MAX_EVENTS_PER_DRAW}; "
+                                 "raise min_depth or use a smaller dt")
         return self
 
     @property
@@ -637,6 +654,9 @@ HYPERPARAMS: dict[str, tuple[str, ...]] = {
             "sde_sample_freq", "use_sde_at_warmup", "stats_window_size"),
 }
 
+#: Hyperparameters that SB3 takes as text ("auto", "auto_0.1").
+STRING_HYPERPARAMS = ("ent_coef", "target_entropy")
+
 #: ``optimizer.name`` -> the torch optimizer and the keyword arguments a preset may pass to it.
 OPTIMIZERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "adam": ("Adam", ("betas", "eps", "weight_decay", "amsgrad")),
@@ -745,10 +765,13 @@ class TrainingConfig(Strict):
     @model_validator(mode="after")
     def _check(self) -> TrainingConfig:
         allowed = HYPERPARAMS[self.kind]
-        for k in self.hyperparams:
+        for k, v in self.hyperparams.items():
             if k not in allowed:
                 raise ValueError(f"hyperparams.{k}: not a {self.kind.upper()} hyperparameter here; "
                                  f"allowed: {', '.join(allowed)}")
+            if isinstance(v, str) and k not in STRING_HYPERPARAMS:  # a number written as text, e.g. "inf"
+                raise ValueError(f"hyperparams.{k} = {v!r}: allowed: a number, not text (text is taken only by "
+                                 f"{', '.join(STRING_HYPERPARAMS)})")
         return self
 
 

@@ -202,5 +202,6 @@ def read_yaml(path: Path) -> dict:
 
 
 def describe(path: Path) -> str:
-    """The one-line ``description`` of a preset file."""
-    return str(read_yaml(path).get("description", "")).strip().splitlines()[0] if path else ""
+    """The one-line ``description`` of a preset file ("" if it has none)."""
+    lines = str(read_yaml(path).get("description", "")).strip().splitlines() if path else []
+    return lines[0] if lines else ""

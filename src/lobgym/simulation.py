@@ -33,8 +33,8 @@ from lobgym.rewards import RewardSpec, build_reward_spec, reset_reward_state_one
 from lobgym.spaces import (
     ACTION_NAMES,
     FEATURES,
-    ActionCodec,
     ObservationSpec,
+    action_codec,
     action_dim,
     decode_one,
     find_bad_action,
@@ -239,7 +239,7 @@ class Simulation:
         self.n_envs = int(n_envs)
         self.params = market_params(cfg)
         size = cfg.action.sizes.max_size if cfg.action.sizes else 1
-        self.codec = ActionCodec(float(cfg.action.max_depth), int(size), cfg.action.sizes is not None, cfg.action.clip)
+        self.codec = action_codec(cfg.action)
         self.feature_names = list(cfg.observation.features)
         self.obs_spec = ObservationSpec(
             features=np.array([FEATURES[f][0] for f in self.feature_names], dtype=np.int64),

@@ -5,13 +5,16 @@ Actions are float32 vectors in ``Box(-1, 1)``; :func:`decode_one` maps them to q
 =====  ===========  ==========================================================
 index  name         meaning
 =====  ===========  ==========================================================
-0      bid_depth    (a + 1) / 2 * max_depth, distance of the bid below the mid
-1      ask_depth    (a + 1) / 2 * max_depth, distance of the ask above the mid
+0      bid_depth    min_depth + (a + 1) / 2 * (max_depth - min_depth), distance of the bid below the mid
+1      ask_depth    min_depth + (a + 1) / 2 * (max_depth - min_depth), distance of the ask above the mid
 2      bid_size     round((a + 1) / 2 * max_size) lots, 0 = no bid (only if ``action.sizes``)
 3      ask_size     round((a + 1) / 2 * max_size) lots, 0 = no ask (only if ``action.sizes``)
 =====  ===========  ==========================================================
 
-Without ``action.sizes`` both sides quote one lot every step.
+Without ``action.sizes`` both sides quote one lot every step. ``min_depth`` is 0 unless the config
+sets it; a negative one lets quotes sit through the mid (a negative depth: a bid above the mid, an
+ask below it), which the fill law ``A exp(-k depth)`` covers as it stands (the paper rule caps the
+per-step fill probability at 1).
 
 Observations are float32 vectors whose entries are the configured features, in the order given
 in the config (see :data:`FEATURES` for each feature's definition and bounds).
@@ -38,6 +41,14 @@ class ActionCodec(NamedTuple):
     max_size: int  #: largest quoted size in lots (1 when sizes are not controlled)
     has_sizes: bool  #: the action carries sizes (4 dims) or not (2 dims)
     clip: bool  #: clip out-of-range actions instead of rejecting them
+    min_depth: float = 0.0  #: depth at action -1 (negative: through the mid)
+
+
+def action_codec(action) -> ActionCodec:
+    """The codec of an env config's ``action`` section."""
+    size = action.sizes.max_size if action.sizes else 1
+    return ActionCodec(float(action.max_depth), int(size), action.sizes is not None, bool(action.clip),
+                       float(action.min_depth))
 
 
 def action_dim(codec: ActionCodec) -> int:
@@ -64,8 +75,9 @@ def _unit(a):
 @inline
 def decode_one(i, actions, codec):
     """Quotes of env ``i``: (bid_depth, ask_depth, bid_size, ask_size)."""
-    bid_depth = _unit(np.float64(actions[i, 0])) * codec.max_depth
-    ask_depth = _unit(np.float64(actions[i, 1])) * codec.max_depth
+    span = codec.max_depth - codec.min_depth  # with min_depth 0: max_depth exactly, and 0 + x is x
+    bid_depth = codec.min_depth + _unit(np.float64(actions[i, 0])) * span
+    ask_depth = codec.min_depth + _unit(np.float64(actions[i, 1])) * span
     if codec.has_sizes:
         bid_size = np.int64(np.round(_unit(np.float64(actions[i, 2])) * codec.max_size))
         ask_size = np.int64(np.round(_unit(np.float64(actions[i, 3])) * codec.max_size))
@@ -77,12 +89,13 @@ def decode_one(i, actions, codec):
 
 def encode_depths(bid_depth, ask_depth, codec: ActionCodec, bid_size=None, ask_size=None) -> np.ndarray:
     """Inverse of :func:`decode_one` for (arrays of) depths and sizes: the float32 action that
-    quotes them, with depths clipped to [0, max_depth]. Used by the analytic baselines."""
+    quotes them, with depths clipped to [min_depth, max_depth]. Used by the analytic baselines."""
     bid_depth = np.asarray(bid_depth, dtype=np.float64)
     ask_depth = np.asarray(ask_depth, dtype=np.float64)
+    lo, span = codec.min_depth, codec.max_depth - codec.min_depth
     cols = [
-        np.clip(bid_depth, 0.0, codec.max_depth) / codec.max_depth * 2.0 - 1.0,
-        np.clip(ask_depth, 0.0, codec.max_depth) / codec.max_depth * 2.0 - 1.0,
+        (np.clip(bid_depth, lo, codec.max_depth) - lo) / span * 2.0 - 1.0,
+        (np.clip(ask_depth, lo, codec.max_depth) - lo) / span * 2.0 - 1.0,
     ]
     if codec.has_sizes:
         for size in (bid_size, ask_size):

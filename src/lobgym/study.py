@@ -277,6 +277,9 @@ def _short(x: Any) -> str:
 
 def run_trial(spec_data: dict, trial: dict[str, Any], out: str) -> dict[str, Any]:
     """Run (or resume) one trial in this process; returns its status."""
+    from lobgym import portable_math
+
+    portable_math.pin()  # before torch loads (Ray workers do not inherit the driver's environment)
     import torch
 
     from lobgym.agents import training

@@ -22,8 +22,10 @@ from the mid (:meth:`BaselineAgent.quotes`, unclipped, ``np.inf`` for a side tha
 * :class:`FixedSpread`: both sides at ``half_spread``; :class:`RandomAgent`: uniform actions.
 
 Turning depths into actions (:func:`lobgym.spaces.encode_depths`) clips them to
-``[0, action.max_depth]``: a negative depth (Avellaneda–Stoikov asks for one when the inventory is
-large) quotes at the mid, and a depth beyond ``max_depth`` quotes at ``max_depth``. A withdrawn side
+``[action.min_depth, action.max_depth]``: with the default ``min_depth`` 0 a negative depth
+(Avellaneda–Stoikov asks for one when the inventory is large) quotes at the mid; set a negative
+``min_depth`` to let it quote through the mid as in the paper. A depth beyond ``max_depth`` quotes
+at ``max_depth``. A withdrawn side
 gets size 0 when the env's actions carry sizes (``action.sizes``); otherwise the action cannot
 withdraw a side and the agent quotes it at ``max_depth``, which still fills with probability
 ``A e^{-k max_depth} dt`` per step. Set ``market.inventory.limit`` in the env to enforce an inventory
@@ -53,7 +55,7 @@ from lobgym.config import (
     load_agent_config,
     load_env_config,
 )
-from lobgym.spaces import FEATURES, ActionCodec, ObservationReader, ObservationSpec, encode_depths
+from lobgym.spaces import FEATURES, ActionCodec, ObservationReader, ObservationSpec, action_codec, encode_depths
 
 __all__ = [
     "AvellanedaStoikov",
@@ -68,8 +70,7 @@ __all__ = [
 
 def _codec(cfg: EnvConfig) -> ActionCodec:
     """The env's action codec (the same one :class:`~lobgym.simulation.Simulation` builds)."""
-    size = cfg.action.sizes.max_size if cfg.action.sizes else 1
-    return ActionCodec(float(cfg.action.max_depth), int(size), cfg.action.sizes is not None, cfg.action.clip)
+    return action_codec(cfg.action)
 
 
 def _reader(cfg: EnvConfig) -> ObservationReader:

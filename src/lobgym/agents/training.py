@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from lobgym import portable_math
 from lobgym.agents.callbacks import (
     CheckpointCallback,
     EpisodeMetricsCallback,
@@ -201,9 +202,10 @@ def load_model(path: Path, run: RunConfig, env: Any = None, learning_rate: Any =
 
 # -------------------------------------------------------------------------------------- run files
 def run_metadata(command: list[str] | None = None) -> dict[str, Any]:
-    """``meta.json``: lobgym's version and own git revision, package versions, machine, start time and
-    command (:func:`lobgym.provenance.provenance`)."""
-    return provenance(command, packages=PACKAGES)
+    """``meta.json``: lobgym's version and own git revision, package versions, machine, start time,
+    command (:func:`lobgym.provenance.provenance`) and whether torch runs on processor-independent
+    math (:mod:`lobgym.portable_math`: if not, the weights are reproducible on this machine only)."""
+    return provenance(command, packages=PACKAGES) | {"math": portable_math.settings()}
 
 
 def _append_command(run_dir: Path, command: list[str] | None) -> None:

@@ -289,6 +289,21 @@ def _send_cancels(st, i, plan_bid, plan_ask, old_bid, old_ask, bid_lots, ask_lot
 
 
 @inline
+def _room(buy_room, sell_room, market):
+    """The market order (signed lots) cut to the room left on its side, and the room left after it
+    for limit orders on each side (lots that may still be bought, sold)."""
+    buy_room = max(buy_room, 0)
+    sell_room = max(sell_room, 0)
+    if market > 0:
+        market = min(market, buy_room)
+        buy_room -= market
+    elif market < 0:
+        market = -min(-market, sell_room)
+        sell_room += market
+    return market, buy_room, sell_room
+
+
+@inline
 def _resting_lots(book, i, oid):
     """Lots of the agent's order ``oid`` still in book ``i`` (0 if it filled, was cancelled or is none)."""
     slot = order_slot(book, i, oid)
@@ -303,14 +318,8 @@ def _send_entries(st, stats, out, p, i, plan_bid, plan_ask, bid_px, ask_px, bid_
     # |q| stays within it even if everything still open fills.
     _settle(st, stats, out, p, i, mid_before)
     q = st.inventory[i]
-    buy_room = max(p.inventory_limit - q - _resting_lots(book, i, st.order[i, BID]), 0)
-    sell_room = max(p.inventory_limit + q - _resting_lots(book, i, st.order[i, ASK]), 0)
-    if market > 0:
-        market = min(market, buy_room)
-        buy_room -= market
-    elif market < 0:
-        market = -min(-market, sell_room)
-        sell_room += market
+    market, buy_room, sell_room = _room(p.inventory_limit - q - _resting_lots(book, i, st.order[i, BID]),
+                                        p.inventory_limit + q - _resting_lots(book, i, st.order[i, ASK]), market)
     if market != 0:
         market_order(book, i, BID if market > 0 else ASK, abs(market), OWNER_AGENT, st.fills)
     for side in range(2):
@@ -348,14 +357,7 @@ def book_step_one(i, st, stats, out, p, rng, bid_px, ask_px, bid_lots, ask_lots,
     wealth_before = st.cash[i] + q * mid_before
     # Nothing the agent sends may take |q| past the limit, even if all of it fills (checked again
     # when the orders arrive, see _send_entries).
-    buy_room = max(p.inventory_limit - q, 0)
-    sell_room = max(p.inventory_limit + q, 0)
-    if market > 0:
-        market = min(market, buy_room)
-        buy_room -= market
-    elif market < 0:
-        market = -min(-market, sell_room)
-        sell_room += market
+    market, buy_room, sell_room = _room(p.inventory_limit - q, p.inventory_limit + q, market)
     bid_lots = min(bid_lots, buy_room)
     ask_lots = min(ask_lots, sell_room)
 
