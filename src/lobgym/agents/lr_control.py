@@ -5,8 +5,9 @@ each ``train()``, so a callback that edits ``param_groups`` is silently overwrit
 :class:`LRController` is therefore passed *as* the ``learning_rate``: its ``__call__`` is a pure
 function of the progress and of the controller's state, and a thin callback feeds it measured
 signals through :meth:`LRController.observe`. The next ``train()`` then uses the new rate in every
-param group. The controller is picklable, so it is saved with the model (SB3 pickles
-``lr_schedule``) and :meth:`state_dict` / :meth:`load_state_dict` expose its state.
+param group. The controller is picklable (SB3's own save pickles ``lr_schedule`` into the model,
+for plain SB3 users); lobgym never reads that copy back: :meth:`state_dict` / :meth:`load_state_dict`
+carry its state through ``controller.json`` in every checkpoint.
 
 The effective rate is ``clamp(base(progress) * multiplier, lr_min, lr_max)``: a time-based base
 (:class:`Constant`, :class:`Linear`, :class:`CosineWarmup`, :class:`Cyclic`) times an adaptive
