@@ -40,7 +40,7 @@ from lobgym.io import write_atomic, write_json_atomic, write_text_atomic
 from lobgym.market._jit import kernel, parallel_kernel
 from lobgym.market.constants import NOISE_BINOMIAL, STREAM_FILLS, STREAM_MARKET
 from lobgym.market.rng import make_rng, normal, poisson_from_uniform, seed_rng, uniform
-from lobgym.progress import ProgressLines, is_terminal
+from lobgym.progress import ProgressLines, bar, is_terminal
 from lobgym.provenance import machine, provenance
 from lobgym.simulation import PARALLEL_MIN_ENVS, market_params
 
@@ -401,13 +401,10 @@ class _Steps:
     plain line on stdout as each measurement starts."""
 
     def __init__(self, total: int, enabled: bool):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         self.done = -1
         self.lines = ProgressLines("bench", total, "measurements") if enabled and not is_terminal() else None
-        self.bar = Progress(TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("{task.description}"), disable=not enabled or self.lines is not None,
-                            transient=True, auto_refresh=False)
+        self.bar = bar("bench", "{task.description}", remaining=False, disable=not enabled or self.lines is not None,
+                       transient=True, auto_refresh=False)
         self.task = self.bar.add_task("", total=total)
 
     def __enter__(self) -> _Steps:

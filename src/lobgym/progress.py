@@ -32,6 +32,24 @@ def is_terminal(console: Any = None) -> bool:
     return bool(console.is_terminal)
 
 
+def bar(label: str, *fields: str, remaining: bool = True, **kwargs: Any) -> Any:
+    """lobgym's rich progress bar: ``label``, the bar, done/total, text columns from the ``fields``
+    templates (e.g. ``"lr {task.fields[lr]}"``), elapsed and (with ``remaining``) remaining time.
+    ``kwargs`` go to :class:`rich.progress.Progress`."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), *map(TextColumn, fields),
+               TimeElapsedColumn(), *([TimeRemainingColumn()] if remaining else [])]
+    return Progress(*columns, **kwargs)
+
+
 def interval_seconds() -> float:
     """Seconds between plain progress lines: ``LOBGYM_PROGRESS_INTERVAL``, else 15."""
     raw = os.environ.get(INTERVAL_VARIABLE)

@@ -625,7 +625,7 @@ class _Display:
     lines on stdout, also between trial ends (trials take minutes)."""
 
     def __init__(self, total: int, done: int, enabled: bool):
-        from lobgym.progress import ProgressLines, is_terminal
+        from lobgym.progress import ProgressLines, bar, is_terminal
 
         self.enabled = enabled
         self.running = self.failed = 0
@@ -633,19 +633,8 @@ class _Display:
             if enabled and not is_terminal() else None
         if self.lines is not None:
             self.lines.detail = self._detail()
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("running {task.fields[running]}, failed {task.fields[failed]}"),
-                                 TimeElapsedColumn(), TimeRemainingColumn(),
-                                 disable=not enabled or self.lines is not None)
+        self.progress = bar("trials", "running {task.fields[running]}, failed {task.fields[failed]}",
+                            disable=not enabled or self.lines is not None)
         self.task = self.progress.add_task("trials", total=total, completed=done, running=0, failed=0)
 
     def _detail(self) -> str:

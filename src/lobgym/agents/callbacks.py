@@ -296,26 +296,14 @@ class ProgressCallback(BaseCallback):
 
     def __init__(self, total: int, evaluation: EvalCallback, description: str, console: Any = None):
         super().__init__()
-        from lobgym.progress import is_terminal
+        from lobgym.progress import bar, is_terminal
 
         self.total, self.evaluation, self.description = total, evaluation, description
         self.progress: Any = None
         self.lines: Any = None  # the plain lines, made when training starts (a resumed run starts midway)
         if is_terminal(console):
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[speed]} steps/s"), TextColumn("eval {task.fields[score]}"),
-                TextColumn("lr {task.fields[lr]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                console=console, transient=False)
+            self.progress = bar("{task.description}", "{task.fields[speed]} steps/s", "eval {task.fields[score]}",
+                                "lr {task.fields[lr]}", console=console, transient=False)
             self.task = self.progress.add_task(description, total=total, speed="-", score="-", lr="-")
         self._t0 = self._steps0 = None
         self._last = 0.0
