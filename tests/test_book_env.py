@@ -116,7 +116,7 @@ def test_pnl_decomposes_exactly_and_terms_sum_to_reward():
 
 def agent_orders(env):
     sim = env.unwrapped.sim
-    return sim.state.order[0].copy()
+    return sim.state.order[0, :, 0].copy()  # one order per side (the offsets codec)
 
 
 def test_unchanged_quotes_keep_their_queue_position_and_price_changes_lose_it():
@@ -183,7 +183,7 @@ def test_orders_arrive_after_their_latency():
         before = int((limits & (tape[:, F.TAPE_T] < t0 + latency)).sum())
         assert (tape[:, F.TAPE_T] >= t0).all() and (tape[:, F.TAPE_T] <= t0 + 1.0).all()
         for side in (BID, ASK):
-            oid = sim.state.order[0, side]
+            oid = sim.state.order[0, side, 0]
             if oid == B.NO_ORDER:
                 continue
             seq = oid // book.orders.shape[1]
@@ -279,7 +279,7 @@ def test_observation_is_inside_its_bounds_and_shows_the_agents_queue():
     assert q_bid >= -1 and q_ask >= -1
     sim = env.unwrapped.sim
     for side, value in ((BID, q_bid), (ASK, q_ask)):
-        oid = sim.state.order[0, side]
+        oid = sim.state.order[0, side, 0]
         expected = -1.0 if oid == B.NO_ORDER else B.queue_ahead(sim.book, 0, oid) / 10.0
         assert value == pytest.approx(expected)  # no observation delay in this preset
 

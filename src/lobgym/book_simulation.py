@@ -12,13 +12,12 @@ import numba
 import numpy as np
 
 from lobgym.book_spaces import (
-    BOOK_ACTION_NAMES,
     BOOK_FEATURES,
-    REF_MID,
-    REF_TOUCH,
-    BookActionCodec,
     BookObservationSpec,
+    book_action_codec,
     book_action_dim,
+    book_action_names,
+    book_max_lots_per_side,
     book_observation_bounds,
     decode_book_one,
     feature_names,
@@ -45,7 +44,7 @@ from lobgym.market.book_market import (
     make_book_state,
     make_book_stats,
 )
-from lobgym.market.constants import ASK, BID, NO_INVENTORY_LIMIT
+from lobgym.market.constants import NO_INVENTORY_LIMIT
 from lobgym.market.rng import make_rng
 from lobgym.metrics import BOOK_METRICS, write_book_metrics_one
 from lobgym.rewards import build_reward_spec, reset_reward_state_one, reward_one
@@ -80,16 +79,16 @@ def book_market_params(cfg: BookEnvConfig) -> BookMarketParams:
         post_only=bool(m.post_only),
         inventory_limit=int(m.inventory.limit) if m.inventory.limit is not None else int(NO_INVENTORY_LIMIT),
         q0_low=int(low), q0_high=int(high),
+        ewma_alpha=1.0 - 0.5 ** (1.0 / cfg.observation.flow_halflife),
         flow=build_flow_params(m.flow, m.informed),
     )
 
 
 @inline
 def _step_env(i, st, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf, auto_reset):
-    bid_px, ask_px, bid_lots, ask_lots, market = decode_book_one(i, actions, codec, st.seen_bg[i, BID],
-                                                                 st.seen_bg[i, ASK])
+    market = decode_book_one(i, actions, codec, st)
     begin_step_outcome(out, i)
-    book_step_one(i, st, stats, out, p, rng, bid_px, ask_px, bid_lots, ask_lots, market)
+    book_step_one(i, st, stats, out, p, rng, market)
     buf.rewards[i] = reward_one(i, rspec, out, st, stats, p, rstate, buf.terms)
     done = out.done[i]
     buf.dones[i] = done
@@ -145,11 +144,13 @@ def _reset_all(st, stats, p, rng, rstate, ospec, buf, mask):
 @kernel
 def _join(book, flow, fills, a, s, fp):
     """The market state and params from the parts the parallel kernels pass around."""
-    st = BookMarketState(book, flow, fills, a.step, a.mid, a.mid2, a.cash, a.inventory, a.fees, a.order, a.seen_px,
-        a.seen_qty, a.seen_queue, a.seen_inventory, a.seen_bg, a.seen_mid2)
+    st = BookMarketState(book, flow, fills, a.step, a.mid, a.mid2, a.cash, a.inventory, a.fees, a.order, a.pend,
+        a.want_px, a.want_lots, a.plan, a.seen_px, a.seen_qty, a.seen_queue, a.seen_inventory, a.seen_bg, a.seen_mid2,
+        a.seen_quote, a.seen_fills, a.seen_trades, a.trade_last, a.trade_ewma, a.var_ewma, a.last_fill)
     p = BookMarketParams(s.tick_size, s.s0_tick, s.n_steps, s.dt, s.warmup, s.seed_depth, s.seed_per_level,
         s.entry_kind, s.entry_a, s.entry_b, s.cancel_kind, s.cancel_a, s.cancel_b, s.obs_delay, s.maker_unit,
-        s.maker_rate, s.taker_unit, s.taker_rate, s.post_only, s.inventory_limit, s.q0_low, s.q0_high, fp)
+        s.maker_rate, s.taker_unit, s.taker_rate, s.post_only, s.inventory_limit, s.q0_low, s.q0_high, s.ewma_alpha,
+        fp)
     return st, p
 
 
@@ -203,7 +204,6 @@ class BookSimulation:
     """
 
     metric_names = BOOK_METRICS
-    action_names = BOOK_ACTION_NAMES
 
     def __init__(self, cfg: BookEnvConfig, n_envs: int, parallel: bool | None = None, tape_capacity: int = 0):
         if not isinstance(n_envs, int | np.integer) or n_envs < 1:
@@ -212,21 +212,23 @@ class BookSimulation:
         self.n_envs = n = int(n_envs)
         m, a, o = cfg.market, cfg.action, cfg.observation
         self.params = book_market_params(cfg)
-        self.codec = BookActionCodec(reference=REF_MID if a.reference == "mid" else REF_TOUCH,
-                                     max_offset=a.max_offset, max_size=a.max_size, market_lots=a.market_order,
-                                     clip=a.clip)
+        self.codec = book_action_codec(a, cfg.inventory_scale)
+        self.action_names = book_action_names(a.kind, a.market_order > 0)
         self.features = list(o.features)
         self.feature_names = feature_names(self.features, o.depth_levels, o.returns)
         self.obs_spec = BookObservationSpec(
             features=np.array([BOOK_FEATURES[f][0] for f in self.features], dtype=np.int64),
             inventory_scale=cfg.inventory_scale, spread_scale=float(a.max_offset), depth_scale=float(o.depth_scale),
-            return_scale=float(o.return_scale), spread_cap=m.levels)
+            return_scale=float(o.return_scale), spread_cap=m.levels, size_scale=float(a.max_size),
+            halflife=float(o.flow_halflife))
         self.term_names = [t.term for t in cfg.reward]
         self.reward_spec, width = build_reward_spec([(t.term, t.weight, t.params) for t in cfg.reward], m.n_steps)
-        max_lots = 4 * a.max_size + a.market_order + 1  # every agent execution in a step takes >= 1 of these
+        side_lots = book_max_lots_per_side(self.codec)
+        max_lots = 4 * side_lots + a.market_order + 1  # every agent execution in a step takes >= 1 of these
         book = B.make_book(n, m.levels, m.max_orders)
         fills = B.make_fill_log(n, max_lots, agent_only=True)
-        self.state = make_book_state(n, book, F.make_flow_state(n, tape_capacity), fills, o.depth_levels, o.returns + 1)
+        self.state = make_book_state(n, book, F.make_flow_state(n, tape_capacity), fills, o.depth_levels, o.returns + 1,
+                                     a.levels)
         self.stats = make_book_stats(n)
         self.outcome = make_book_outcome(n)
         self.rng = make_rng(n)
@@ -249,10 +251,11 @@ class BookSimulation:
         low, high = m.inventory.bounds
         if m.inventory.limit is not None:
             inv = float(m.inventory.limit)
-        else:  # each step the agent's orders fill at most 4 * max_size + market_order lots
-            inv = max(abs(low), abs(high)) + m.n_steps * (4 * a.max_size + a.market_order)
+        else:  # each step the agent's orders fill at most 4 * (lots per side) + market_order lots
+            inv = max(abs(low), abs(high)) + m.n_steps * (4 * book_max_lots_per_side(self.codec) + a.market_order)
         lots = float(m.max_orders) * max(self.params.flow.size, a.max_size)
-        return book_observation_bounds(self.features, self.obs_spec, o.depth_levels, o.returns, inv, lots)
+        fill_lots = 2 * book_max_lots_per_side(self.codec) + a.market_order  # old and new orders of one side
+        return book_observation_bounds(self.features, self.obs_spec, o.depth_levels, o.returns, inv, lots, fill_lots)
 
     # ----------------------------------------------------------------------------------- control
     def seed(self, seeds, mask: np.ndarray | None = None) -> None:
@@ -294,7 +297,7 @@ class BookSimulation:
         if n_done < 0:
             env, j = divmod(-1 - n_done, self.action_dim)
             value = float(self.actions[env, j])
-            where = f"action[{j}] ({BOOK_ACTION_NAMES[j]})" + (f" of env {env}" if self.n_envs > 1 else "")
+            where = f"action[{j}] ({self.action_names[j]})" + (f" of env {env}" if self.n_envs > 1 else "")
             allowed = "finite values (clipped to [-1, 1] with action.clip: true)" if self.codec.clip else (
                 "finite values in [-1, 1]; set action.clip: true to clip out-of-range values")
             raise ActionError(f"{where} = {value!r}: allowed: {allowed}")

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from lobgym import presets
-from lobgym.book_spaces import BOOK_FEATURES
+from lobgym.book_spaces import BOOK_FEATURES, MAX_LEVELS
 from lobgym.config_base import (
     COEF_MAX,
     LOTS_MAX,
@@ -408,14 +408,29 @@ class EnvConfig(Strict):
 class BookActionConfig(Strict):
     """How ``Box(-1, 1)`` actions map to the agent's orders in a book market (see :mod:`lobgym.book_spaces`)."""
 
+    kind: Literal["offsets", "spread_skew", "ladder"] = Field(
+        "offsets", description="the action codec: offsets and sizes per side, half-spread + inventory skew + sizes, "
+                               "or a ladder of up to 5 orders per side")
     reference: Literal["mid", "touch"] = Field(
         "mid", description="offsets count from the nearest tick on each side of the mid, or from the best quotes")
     max_offset: int = Field(10, gt=0, le=10_000, description="offset in ticks at action +1 (0 at action -1)")
     max_size: int = Field(5, gt=0, le=BOOK_ORDER_LOTS_MAX, description="largest quote size in lots (a size of 0 "
                                                                        "withdraws the side)")
     market_order: int = Field(0, ge=0, le=BOOK_ORDER_LOTS_MAX,
-                              description="when > 0, a 5th action sends market orders of up to this many lots")
+                              description="when > 0, a last action sends market orders of up to this many lots")
+    max_skew: float = Field(5.0, ge=0, le=10_000, description="spread_skew, ladder: ticks both quotes move at "
+                                                              "action +1 when |q| = inventory_scale")
+    levels: int = Field(1, ge=1, le=MAX_LEVELS, description=f"ladder: orders per side (1 .. {MAX_LEVELS}; the other "
+                                                            "codecs quote one)")
+    max_spacing: int = Field(3, ge=1, le=100, description="ladder: ticks between levels at action +1 (1 at -1)")
     clip: bool = Field(False, description="clip actions outside [-1, 1] instead of raising")
+
+    @model_validator(mode="after")
+    def _check(self) -> BookActionConfig:
+        if self.levels > 1 and self.kind != "ladder":
+            raise ValueError(f"levels = {self.levels}: only kind ladder rests several orders per side; "
+                             f"kind {self.kind!r} takes levels: 1")
+        return self
 
 
 BookFeatureName = Literal[tuple(BOOK_FEATURES)]  # type: ignore[valid-type]
@@ -430,6 +445,8 @@ class BookObservationConfig(Strict):
     depth_scale: Scale = Field(10.0, description="lots that map to 1.0 in depth and queue features")
     return_scale: Scale = Field(5.0, description="ticks of mid move that map to 1.0 in the returns feature")
     inventory_scale: Scale = Field(10.0, description="inventory divisor when no limit is set")
+    flow_halflife: float = Field(10.0, ge=1, le=10_000, description="half-life in steps of the trade_flow and "
+                                 "volatility moving averages, and the unit of since_fill")
 
     _unique = field_validator("features")(classmethod(lambda cls, v: _unique_features(v)))
 

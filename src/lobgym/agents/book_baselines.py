@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from lobgym.book_spaces import BookActionCodec, book_action_dim, encode_book_action, feature_names
+from lobgym.book_spaces import BookActionCodec, book_action_codec, book_action_dim, encode_book_action, feature_names
 from lobgym.config import AgentConfig, BookEnvConfig, BookQuoterParams, ConfigError, RandomParams
 
 
 def _codec(cfg: BookEnvConfig) -> BookActionCodec:
-    a = cfg.action
-    return BookActionCodec(reference=0 if a.reference == "mid" else 1, max_offset=a.max_offset, max_size=a.max_size,
-                           market_lots=a.market_order, clip=a.clip)
+    return book_action_codec(cfg.action, cfg.inventory_scale)
 
 
 class _BookAgent:

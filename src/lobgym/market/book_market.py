@@ -18,6 +18,14 @@ orders), so the agent cannot move its own mark by quoting inside the spread. Per
 ``PnL = spread captured + q_after * (mid change)`` holds exactly, where a fill's spread capture is
 its signed distance to the mid at the start of the step. Random draws: the background flow uses
 the market stream, the latencies two uniforms per step of the fills stream.
+
+The agent may rest up to ``K`` orders per side (``state.order`` is ``(N, 2, K)``; ``K = 1`` for the
+single-quote codecs). Each step the action codec writes the wanted ``(price, lots)`` of every level
+into ``want_px`` / ``want_lots``; a wanted level is matched to a resting agent order *at the same
+price*, which is kept (or reduced) with its queue position; every other resting agent order is
+cancelled and the unmatched levels are sent as new orders. Orders whose cancel is on its way are
+held in ``pend``; the agent's view (queue, quotes) and the background mid count every agent order
+still resting, in ``order`` or in ``pend``.
 """
 
 from __future__ import annotations
@@ -58,7 +66,7 @@ from lobgym.market.book import (
     reduce,
 )
 from lobgym.market.constants import ASK, BID, STREAM_FILLS, STREAM_MARKET
-from lobgym.market.flow import advance_one, advance_one_ids, seed_book
+from lobgym.market.flow import EVENT_MARKET_BUY, EVENT_MARKET_SELL, advance_one, advance_one_ids, seed_book
 from lobgym.market.rng import uniform
 
 DELAY_CONSTANT = 0
@@ -91,6 +99,7 @@ class BookMarketParams(NamedTuple):
     inventory_limit: int
     q0_low: int
     q0_high: int
+    ewma_alpha: float  #: weight of the newest step in the trade-flow and volatility averages
     flow: tuple  #: the flow model's parameters (lobgym.market.flow)
 
 
@@ -106,13 +115,24 @@ class BookMarketState(NamedTuple):
     cash: np.ndarray  #: (N,) float64 gross of fees
     inventory: np.ndarray  #: (N,) int64
     fees: np.ndarray  #: (N,) float64 fees paid this episode (negative = rebates)
-    order: np.ndarray  #: (N, 2) int64 the agent's order id per side (NO_ORDER: none)
+    order: np.ndarray  #: (N, 2, K) int64 the agent's order ids per side and level (NO_ORDER: none)
+    pend: np.ndarray  #: (N, 2, K) int64 agent orders whose cancel is on its way (NO_ORDER: none)
+    want_px: np.ndarray  #: (N, 2, K) int64 this step's wanted price per level (from the action codec)
+    want_lots: np.ndarray  #: (N, 2, K) int64 ... and lots (0: no order at that level)
+    plan: np.ndarray  #: (N, 2, K) int64 _KEEP / _REDUCE / _NEW per level, decided at the step's start
     seen_px: np.ndarray  #: (N, 2, K) int64 observed top-K price levels, bids then asks
     seen_qty: np.ndarray  #: (N, 2, K) int64 their lots
     seen_queue: np.ndarray  #: (N, 2) int64 lots ahead of the agent's orders (-1: none)
     seen_inventory: np.ndarray  #: (N,) int64
     seen_bg: np.ndarray  #: (N, 2) int64 observed background best bid and ask (pricing reference)
     seen_mid2: np.ndarray  #: (N, H) int64 observed background mid2, latest first
+    seen_quote: np.ndarray  #: (N, 2) int64 observed price of the agent's best bid / ask (NO_BID / NO_ASK: none)
+    seen_fills: np.ndarray  #: (N, 2) int64 lots bought / sold this step by the time of the view
+    seen_trades: np.ndarray  #: (N, 2) int64 background market buys / sells this episode at the view
+    trade_last: np.ndarray  #: (N, 2) int64 ... at the view before
+    trade_ewma: np.ndarray  #: (N, 2) float64 moving average of background market buys / sells per step
+    var_ewma: np.ndarray  #: (N,) float64 moving average of the squared observed mid change, ticks^2
+    last_fill: np.ndarray  #: (N,) int64 step count at the view that last showed a fill of the agent
 
 
 class BookEpisodeStats(NamedTuple):
@@ -155,14 +175,20 @@ MarketScalars = NamedTuple("MarketScalars", [(f, BookMarketParams.__annotations_
                                              for f in BookMarketParams._fields[:-1]])
 
 
-def make_book_state(n: int, book, flow, fills, depth_levels: int, history: int) -> BookMarketState:
+def make_book_state(n: int, book, flow, fills, depth_levels: int, history: int, levels: int = 1) -> BookMarketState:
+    """Arrays for ``n`` envs whose agent rests up to ``levels`` orders per side."""
     i64 = np.int64
+    per_level = (n, 2, levels)
     return BookMarketState(
         book=book, flow=flow, fills=fills, step=np.zeros(n, i64), mid=np.zeros(n), mid2=np.zeros(n, i64),
-        cash=np.zeros(n), inventory=np.zeros(n, i64), fees=np.zeros(n), order=np.full((n, 2), NO_ORDER, i64),
+        cash=np.zeros(n), inventory=np.zeros(n, i64), fees=np.zeros(n), order=np.full(per_level, NO_ORDER, i64),
+        pend=np.full(per_level, NO_ORDER, i64), want_px=np.zeros(per_level, i64), want_lots=np.zeros(per_level, i64),
+        plan=np.zeros(per_level, i64),
         seen_px=np.zeros((n, 2, depth_levels), i64), seen_qty=np.zeros((n, 2, depth_levels), i64),
         seen_queue=np.full((n, 2), -1, i64), seen_inventory=np.zeros(n, i64), seen_bg=np.zeros((n, 2), i64),
-        seen_mid2=np.zeros((n, history), i64))
+        seen_mid2=np.zeros((n, history), i64), seen_quote=np.zeros((n, 2), i64), seen_fills=np.zeros((n, 2), i64),
+        seen_trades=np.zeros((n, 2), i64), trade_last=np.zeros((n, 2), i64), trade_ewma=np.zeros((n, 2)),
+        var_ewma=np.zeros(n), last_fill=np.zeros(n, i64))
 
 
 def make_book_stats(n: int) -> BookEpisodeStats:
@@ -188,30 +214,69 @@ def _draw_delay(kind, a, b, u):
     return -a * math.log(1.0 - u * (1.0 - math.exp(-b / a)))  # exponential(mean a) truncated at b
 
 
+@inline
+def _live_slot(book, i, oid):
+    return order_slot(book, i, oid) if oid != NO_ORDER else NO_SLOT
+
+
 @kernel
-def background_best(book, i, side, agent_oid):
-    """Best price of ``side`` among orders other than ``agent_oid`` (NO_BID / NO_ASK if none)."""
+def agent_lots_at(st, i, side, price):
+    """Lots of the agent's orders resting at ``price`` on ``side`` (in ``order`` or ``pend``)."""
+    book = st.book
+    lots = 0
+    for k in range(st.order.shape[2]):
+        for oid in (st.order[i, side, k], st.pend[i, side, k]):
+            slot = _live_slot(book, i, oid)
+            if slot != NO_SLOT and book.orders[i, slot, O_PRICE] == price:
+                lots += book.orders[i, slot, O_QTY]
+    return lots
+
+
+@kernel
+def background_best(st, i, side):
+    """Best price of ``side`` among orders other than the agent's (NO_BID / NO_ASK if none)."""
+    book = st.book
     price = book.meta[i, M_BEST_BID] if side == BID else book.meta[i, M_BEST_ASK]
-    slot = order_slot(book, i, agent_oid)
-    if slot == NO_SLOT or price == NO_BID or price == NO_ASK:
-        return price
-    if book.orders[i, slot, O_PRICE] != price or not in_window(book, i, price):
-        return price
-    if book.levels[i, price - book.meta[i, M_BASE], LV_QTY] > book.orders[i, slot, O_QTY]:
-        return price  # others rest at the agent's price too
-    return next_bid(book, i, price) if side == BID else next_ask(book, i, price)
+    while price != NO_BID and price != NO_ASK and in_window(book, i, price):
+        agent = agent_lots_at(st, i, side, price)
+        if agent == 0 or book.levels[i, price - book.meta[i, M_BASE], LV_QTY] > agent:
+            return price  # others rest at this price too
+        price = next_bid(book, i, price) if side == BID else next_ask(book, i, price)
+    return price
 
 
 @inline
 def _background_mid2(st, i):
     """Background best bid + best ask, each falling back to the flow's last known quote."""
-    bid = background_best(st.book, i, BID, st.order[i, BID])
-    ask = background_best(st.book, i, ASK, st.order[i, ASK])
+    bid = background_best(st, i, BID)
+    ask = background_best(st, i, ASK)
     if bid == NO_BID:
         bid = st.flow.last_bid[i]
     if ask == NO_ASK:
         ask = st.flow.last_ask[i]
     return bid, ask
+
+
+@kernel
+def _best_agent_order(st, i, side):
+    """(price, lots ahead) of the agent's best-placed resting order on ``side``; (NO_BID / NO_ASK, -1) if none.
+    Best-placed: the best price, and at equal prices the fewest lots ahead."""
+    book = st.book
+    best = NO_BID if side == BID else NO_ASK
+    ahead = np.int64(-1)
+    for k in range(st.order.shape[2]):
+        for oid in (st.order[i, side, k], st.pend[i, side, k]):
+            slot = _live_slot(book, i, oid)
+            if slot == NO_SLOT:
+                continue
+            price = book.orders[i, slot, O_PRICE]
+            better = price > best if side == BID else price < best
+            if better or price == best:
+                q = queue_ahead(book, i, oid)
+                if better or ahead < 0 or (0 <= q < ahead):
+                    best = price
+                    ahead = q
+    return best, ahead
 
 
 @kernel
@@ -231,8 +296,10 @@ def _observe(st, i):
         st.seen_px[i, ASK, lvl] = price + lvl
         st.seen_qty[i, ASK, lvl] = _lots_at(book, i, price + lvl)
     for side in range(2):
-        st.seen_queue[i, side] = queue_ahead(book, i, st.order[i, side]) if st.order[i, side] != NO_ORDER else -1
+        st.seen_quote[i, side], st.seen_queue[i, side] = _best_agent_order(st, i, side)
     st.seen_inventory[i] = st.inventory[i]
+    st.seen_trades[i, BID] = st.flow.events[i, EVENT_MARKET_BUY]
+    st.seen_trades[i, ASK] = st.flow.events[i, EVENT_MARKET_SELL]
     bid, ask = _background_mid2(st, i)
     st.seen_bg[i, BID] = bid
     st.seen_bg[i, ASK] = ask
@@ -253,39 +320,69 @@ def _push_mid(st, i, mid2):
     st.seen_mid2[i, 0] = mid2
 
 
-# Plans for one side's order, decided at the start of a step.
-_KEEP = 0
-_REDUCE = 1
-_REPLACE = 2  #: cancel the old order (if any) and add a new one
-_CANCEL = 3
-
-
-@kernel
-def _plan(book, i, oid, price, lots):
-    """What to do with the agent's order ``oid`` on a side to get ``lots`` lots at ``price``."""
-    slot = order_slot(book, i, oid)
-    if lots <= 0:
-        return _CANCEL if slot != NO_SLOT else _KEEP
-    if slot == NO_SLOT:
-        return _REPLACE
-    if book.orders[i, slot, O_PRICE] != price or lots > book.orders[i, slot, O_QTY]:
-        return _REPLACE
-    if lots < book.orders[i, slot, O_QTY]:
-        return _REDUCE
-    return _KEEP
-
-
-@kernel
-def _send_cancels(st, i, plan_bid, plan_ask, old_bid, old_ask, bid_lots, ask_lots):
+@inline
+def _track(st, p, i):
+    """Update the moving averages of what the agent saw this step (trade flow, volatility, fills)."""
+    a = p.ewma_alpha
     for side in range(2):
-        plan = plan_bid if side == BID else plan_ask
-        old = old_bid if side == BID else old_ask
-        if plan == _REPLACE or plan == _CANCEL:
-            cancel(st.book, i, old)  # false if it filled in the meantime: nothing to do
-            if st.order[i, side] == old:
-                st.order[i, side] = NO_ORDER
-        elif plan == _REDUCE:
-            reduce(st.book, i, old, bid_lots if side == BID else ask_lots)  # rejected if fills got there first
+        new = st.seen_trades[i, side] - st.trade_last[i, side]
+        st.trade_last[i, side] = st.seen_trades[i, side]
+        st.trade_ewma[i, side] += a * (new - st.trade_ewma[i, side])
+    move = 0.5 * (st.seen_mid2[i, 0] - st.seen_mid2[i, 1])
+    st.var_ewma[i] += a * (move * move - st.var_ewma[i])
+    if st.seen_fills[i, BID] + st.seen_fills[i, ASK] > 0:
+        st.last_fill[i] = st.step[i]
+
+
+# Plans for one wanted level, decided at the start of a step.
+_KEEP = 0  #: keep the matched order as it is (or nothing wanted)
+_REDUCE = 1  #: reduce the matched order's size (it keeps its queue position)
+_NEW = 2  #: send a new order when the entry latency has passed
+
+
+@kernel
+def _plan_side(st, i, side):
+    """Match the wanted levels of ``side`` to the agent's resting orders at the same price.
+
+    All resting orders move to ``pend`` first; a matched one moves back into ``order`` at its level
+    (kept, or reduced if fewer lots are wanted); what is left in ``pend`` is cancelled when the cancel
+    latency has passed. More lots than rest at a price need a new order (the old one loses its place)."""
+    book = st.book
+    n_lv = st.order.shape[2]
+    for k in range(n_lv):
+        oid = st.order[i, side, k]
+        st.pend[i, side, k] = oid if _live_slot(book, i, oid) != NO_SLOT else NO_ORDER
+        st.order[i, side, k] = NO_ORDER
+    for k in range(n_lv):
+        lots = st.want_lots[i, side, k]
+        st.plan[i, side, k] = _KEEP
+        if lots <= 0:
+            continue
+        st.plan[i, side, k] = _NEW
+        for j in range(n_lv):
+            oid = st.pend[i, side, j]
+            if oid == NO_ORDER:
+                continue
+            slot = order_slot(book, i, oid)
+            if book.orders[i, slot, O_PRICE] != st.want_px[i, side, k]:
+                continue
+            resting = book.orders[i, slot, O_QTY]
+            if lots <= resting:
+                st.order[i, side, k] = oid
+                st.pend[i, side, j] = NO_ORDER
+                st.plan[i, side, k] = _KEEP if lots == resting else _REDUCE
+            break
+
+
+@kernel
+def _send_cancels(st, i):
+    for side in range(2):
+        for k in range(st.order.shape[2]):
+            if st.pend[i, side, k] != NO_ORDER:
+                cancel(st.book, i, st.pend[i, side, k])  # false if it filled in the meantime: nothing to do
+                st.pend[i, side, k] = NO_ORDER
+            if st.plan[i, side, k] == _REDUCE:
+                reduce(st.book, i, st.order[i, side, k], st.want_lots[i, side, k])  # rejected if fills got there first
 
 
 @inline
@@ -303,54 +400,84 @@ def _room(buy_room, sell_room, market):
     return market, buy_room, sell_room
 
 
-@inline
-def _resting_lots(book, i, oid):
-    """Lots of the agent's order ``oid`` still in book ``i`` (0 if it filled, was cancelled or is none)."""
-    slot = order_slot(book, i, oid)
-    return book.orders[i, slot, O_QTY] if slot != NO_SLOT else 0
+@kernel
+def _resting_lots(st, i, side):
+    """Lots of the agent's orders on ``side`` still in book ``i`` (in ``order`` or ``pend``)."""
+    book = st.book
+    lots = 0
+    for k in range(st.order.shape[2]):
+        for oid in (st.order[i, side, k], st.pend[i, side, k]):
+            slot = _live_slot(book, i, oid)
+            if slot != NO_SLOT:
+                lots += book.orders[i, slot, O_QTY]
+    return lots
 
 
 @kernel
-def _send_entries(st, stats, out, p, i, plan_bid, plan_ask, bid_px, ask_px, bid_lots, ask_lots, market, mid_before):
+def _send_entries(st, stats, out, p, i, market, mid_before):
     book = st.book
     # The room is measured again on arrival: fills since the step began (of orders whose cancel is
     # still on its way, say) and the agent's orders resting now count against the limit, so that
     # |q| stays within it even if everything still open fills.
     _settle(st, stats, out, p, i, mid_before)
     q = st.inventory[i]
-    market, buy_room, sell_room = _room(p.inventory_limit - q - _resting_lots(book, i, st.order[i, BID]),
-                                        p.inventory_limit + q - _resting_lots(book, i, st.order[i, ASK]), market)
+    market, buy_room, sell_room = _room(p.inventory_limit - q - _resting_lots(st, i, BID),
+                                        p.inventory_limit + q - _resting_lots(st, i, ASK), market)
     if market != 0:
         market_order(book, i, BID if market > 0 else ASK, abs(market), OWNER_AGENT, st.fills)
     for side in range(2):
-        if (plan_bid if side == BID else plan_ask) != _REPLACE:
-            continue
-        price = bid_px if side == BID else ask_px
-        lots = min(bid_lots, buy_room) if side == BID else min(ask_lots, sell_room)
-        if lots <= 0:
-            continue  # no room left on arrival: nothing is sent
-        crosses = price >= book.meta[i, M_BEST_ASK] if side == BID else price <= book.meta[i, M_BEST_BID]
-        if p.post_only and crosses:
-            stats.rejected[i] += 1
-            st.order[i, side] = NO_ORDER
-            continue
-        rejected_before = book.meta[i, M_N_REJECTED]
-        st.order[i, side] = add_limit(book, i, side, price, lots, OWNER_AGENT, st.fills)
-        stats.posted_lots[i] += lots
-        stats.rejected[i] += book.meta[i, M_N_REJECTED] - rejected_before
+        room = buy_room if side == BID else sell_room
+        for k in range(st.order.shape[2]):  # levels nearest the touch first
+            if st.plan[i, side, k] != _NEW:
+                continue
+            price = st.want_px[i, side, k]
+            lots = min(st.want_lots[i, side, k], room)
+            if lots <= 0:
+                continue  # no room left on arrival: nothing is sent
+            room -= lots
+            crosses = price >= book.meta[i, M_BEST_ASK] if side == BID else price <= book.meta[i, M_BEST_BID]
+            if p.post_only and crosses:
+                stats.rejected[i] += 1
+                st.order[i, side, k] = NO_ORDER
+                continue
+            rejected_before = book.meta[i, M_N_REJECTED]
+            st.order[i, side, k] = add_limit(book, i, side, price, lots, OWNER_AGENT, st.fills)
+            stats.posted_lots[i] += lots
+            stats.rejected[i] += book.meta[i, M_N_REJECTED] - rejected_before
+
+
+@inline
+def _any_order(st, i, side):
+    for k in range(st.order.shape[2]):
+        if st.order[i, side, k] != NO_ORDER or st.pend[i, side, k] != NO_ORDER:
+            return True
+    return False
 
 
 @kernel
-def _run_flow(st, p, rng, i, t_end, pending_bid, pending_ask):
-    """Flow of book ``i`` up to ``t_end``; ``pending_*``: an old agent order may still rest there."""
-    return advance_one_ids(st.book, i, st.flow, p.flow, rng, st.fills, t_end, st.order[i, BID], pending_bid,
-                           st.order[i, ASK], pending_ask)
+def _run_flow(st, p, rng, i, t_end):
+    """Flow of book ``i`` up to ``t_end`` around the agent's resting orders."""
+    if st.order.shape[2] == 1:  # the flow's fast path knows two agent orders per side by id
+        return advance_one_ids(st.book, i, st.flow, p.flow, rng, st.fills, t_end, st.order[i, BID, 0],
+                               st.pend[i, BID, 0], st.order[i, ASK, 0], st.pend[i, ASK, 0])
+    return advance_one(st.book, i, st.flow, p.flow, rng, st.fills, t_end, np.int64(_any_order(st, i, BID)),
+                       np.int64(_any_order(st, i, ASK)))
+
+
+@inline
+def _cut_to_room(st, i, side, room):
+    """Cut the wanted lots of ``side``, the levels nearest the touch first, to ``room`` lots in all."""
+    for k in range(st.want_lots.shape[2]):
+        lots = min(st.want_lots[i, side, k], room)
+        st.want_lots[i, side, k] = lots
+        room -= max(lots, 0)
 
 
 # ------------------------------------------------------------------------------------------ step
 @kernel
-def book_step_one(i, st, stats, out, p, rng, bid_px, ask_px, bid_lots, ask_lots, market):
-    """Advance env ``i`` one step given its orders (ticks, lots; ``market`` signed lots)."""
+def book_step_one(i, st, stats, out, p, rng, market):
+    """Advance env ``i`` one step given its wanted orders (``st.want_px`` / ``st.want_lots``, ticks and
+    lots per side and level) and ``market`` (signed lots of a market order)."""
     book = st.book
     q = st.inventory[i]
     mid_before = st.mid[i]
@@ -358,8 +485,8 @@ def book_step_one(i, st, stats, out, p, rng, bid_px, ask_px, bid_lots, ask_lots,
     # Nothing the agent sends may take |q| past the limit, even if all of it fills (checked again
     # when the orders arrive, see _send_entries).
     market, buy_room, sell_room = _room(p.inventory_limit - q, p.inventory_limit + q, market)
-    bid_lots = min(bid_lots, buy_room)
-    ask_lots = min(ask_lots, sell_room)
+    _cut_to_room(st, i, BID, buy_room)
+    _cut_to_room(st, i, ASK, sell_room)
 
     keep_centered(book, i, st.mid2[i] // 2)
     st.fills.counts[i, 0] = 0
@@ -370,43 +497,40 @@ def book_step_one(i, st, stats, out, p, rng, bid_px, ask_px, bid_lots, ask_lots,
     t_cancel = t0 + _draw_delay(p.cancel_kind, p.cancel_a, p.cancel_b, u_cancel)
     t_seen = t0 + p.dt - p.obs_delay
     t_end = t0 + p.dt
-    old_bid = st.order[i, BID]
-    old_ask = st.order[i, ASK]
-    plan_bid = _plan(book, i, old_bid, bid_px, bid_lots)
-    plan_ask = _plan(book, i, old_ask, ask_px, ask_lots)
+    _plan_side(st, i, BID)
+    _plan_side(st, i, ASK)
 
     # Three moments in time order (cancels before entries before the view on ties). Until the
-    # cancels arrive, the old orders may still rest (``pend_*``).
-    pend_bid = old_bid
-    pend_ask = old_ask
+    # cancels arrive, the old orders may still rest (``st.pend``).
     events = np.int64(0)
     done_cancel = False
     done_entry = False
     done_seen = False
     for _ in range(3):
         if not done_cancel and t_cancel <= t_entry and t_cancel <= t_seen:
-            events += _run_flow(st, p, rng, i, t_cancel, pend_bid, pend_ask)
-            _send_cancels(st, i, plan_bid, plan_ask, old_bid, old_ask, bid_lots, ask_lots)
-            pend_bid = NO_ORDER
-            pend_ask = NO_ORDER
+            events += _run_flow(st, p, rng, i, t_cancel)
+            _send_cancels(st, i)
             done_cancel = True
             t_cancel = np.inf
         elif not done_entry and t_entry <= t_seen:
-            events += _run_flow(st, p, rng, i, t_entry, pend_bid, pend_ask)
-            _send_entries(st, stats, out, p, i, plan_bid, plan_ask, bid_px, ask_px, bid_lots, ask_lots, market,
-                          mid_before)
+            events += _run_flow(st, p, rng, i, t_entry)
+            _send_entries(st, stats, out, p, i, market, mid_before)
             done_entry = True
             t_entry = np.inf
         else:
-            events += _run_flow(st, p, rng, i, t_seen, pend_bid, pend_ask)
+            events += _run_flow(st, p, rng, i, t_seen)
             _settle(st, stats, out, p, i, mid_before)  # fills so far count in the seen inventory
             _observe(st, i)
+            st.seen_fills[i, BID] = out.bid_lots[i]
+            st.seen_fills[i, ASK] = out.ask_lots[i]
             done_seen = True
             t_seen = np.inf
-    events += _run_flow(st, p, rng, i, t_end, pend_bid, pend_ask)
+    events += _run_flow(st, p, rng, i, t_end)
     _settle(st, stats, out, p, i, mid_before)
     if not done_seen:
         _observe(st, i)
+        st.seen_fills[i, BID] = out.bid_lots[i]
+        st.seen_fills[i, ASK] = out.ask_lots[i]
 
     bid, ask = _background_mid2(st, i)
     st.mid2[i] = bid + ask
@@ -415,6 +539,7 @@ def book_step_one(i, st, stats, out, p, rng, bid_px, ask_px, bid_lots, ask_lots,
     q = st.inventory[i]
     pnl = st.cash[i] + q * new_mid - wealth_before
     st.step[i] += 1
+    _track(st, p, i)
     st.mid[i] = new_mid
     out.pnl[i] = pnl
     out.inventory_before[i] = q - out.bid_lots[i] + out.ask_lots[i]
@@ -426,12 +551,13 @@ def book_step_one(i, st, stats, out, p, rng, bid_px, ask_px, bid_lots, ask_lots,
     stats.inventory_pnl[i] += q * (new_mid - mid_before)
     stats.abs_inventory_sum[i] += abs(q)
     stats.max_abs_inventory[i] = max(stats.max_abs_inventory[i], abs(q))
-    live_bid = order_slot(book, i, st.order[i, BID]) != NO_SLOT
-    live_ask = order_slot(book, i, st.order[i, ASK]) != NO_SLOT
+    best_bid, _ = _best_agent_order(st, i, BID)
+    best_ask, _ = _best_agent_order(st, i, ASK)
+    live_bid = best_bid != NO_BID
+    live_ask = best_ask != NO_ASK
     stats.quoted[i] += np.int64(live_bid) + np.int64(live_ask)
     if live_bid and live_ask:
-        stats.spread_sum[i] += (book.orders[i, st.order[i, ASK] % book.orders.shape[1], O_PRICE]
-                                - book.orders[i, st.order[i, BID] % book.orders.shape[1], O_PRICE])
+        stats.spread_sum[i] += best_ask - best_bid
         stats.two_sided[i] += 1
     net = pnl - out.fee[i]
     stats.pnl_sum[i] += net
@@ -487,6 +613,8 @@ def begin_step_outcome(out, i):
     out.spread_captured[i] = 0.0
 
 
+
+
 # ----------------------------------------------------------------------------------------- reset
 @kernel
 def book_reset_one(i, st, stats, p, rng):
@@ -506,8 +634,10 @@ def book_reset_one(i, st, stats, p, rng):
     q0 = p.q0_low
     if p.q0_high > p.q0_low:
         q0 += np.int64(uniform(rng, i, STREAM_MARKET) * (p.q0_high - p.q0_low + 1))
-    st.order[i, BID] = NO_ORDER
-    st.order[i, ASK] = NO_ORDER
+    for side in range(2):
+        for k in range(st.order.shape[2]):
+            st.order[i, side, k] = NO_ORDER
+            st.pend[i, side, k] = NO_ORDER
     st.step[i] = 0
     st.cash[i] = 0.0
     st.fees[i] = 0.0
@@ -518,6 +648,12 @@ def book_reset_one(i, st, stats, p, rng):
     _observe(st, i)
     for j in range(st.seen_mid2.shape[1]):
         st.seen_mid2[i, j] = bid + ask
+    for side in range(2):
+        st.seen_fills[i, side] = 0
+        st.trade_last[i, side] = st.seen_trades[i, side]
+        st.trade_ewma[i, side] = 0.0
+    st.var_ewma[i] = 0.0
+    st.last_fill[i] = 0
     stats.wealth0[i] = q0 * st.mid[i]
     stats.bid_lots[i] = 0
     stats.ask_lots[i] = 0
