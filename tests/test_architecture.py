@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "progress": 1,
     "compile_notice": 1,
     "stats": 1,
+    "curriculum": 1,  # pure python: reward-weight schedules over training progress
     "portable_math": 1,  # stdlib: torch's CPU math pinned to processor-independent paths
     "state_files": 1,  # numpy + json: run state in files that do not execute
     "folders": 1,  # stdlib: one writer per run / study folder, leftovers of interrupted writes

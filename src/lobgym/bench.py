@@ -291,7 +291,7 @@ def bench_training(env: str, agent: str, timesteps: int) -> dict:
     from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
 
     from lobgym.agents.training import RunConfig, make_controller, make_training_env, new_model
-    from lobgym.config import load_training_config
+    from lobgym.config import load_training_config, with_interface
 
     class Timed(VecEnvWrapper):
         def __init__(self, venv):
@@ -316,7 +316,7 @@ def bench_training(env: str, agent: str, timesteps: int) -> dict:
             return out
 
     cfg = load_training_config(agent)
-    run_cfg = RunConfig(load_env_config(env), cfg, 0, timesteps)
+    run_cfg = RunConfig(with_interface(load_env_config(env), cfg.interface), cfg, 0, timesteps)
     torch.set_num_threads(cfg.torch_threads)
     venv = make_training_env(run_cfg)
     timed = Timed(venv.venv if isinstance(venv, VecNormalize) else venv)

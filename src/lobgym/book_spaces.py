@@ -2,7 +2,8 @@
 
 Actions are float32 vectors in ``Box(-1, 1)``; :func:`decode_book_one` turns them into the wanted
 orders of every level (``state.want_px`` / ``state.want_lots``). Three codecs (``action.kind``);
-below ``u(a) = (a + 1) / 2`` in [0, 1] and ``round`` rounds half away from zero.
+below ``u(a) = (a + 1) / 2`` in [0, 1]; ``round`` rounds half away from zero in ``spread_skew`` and
+``ladder``, and half to even (as ``np.round``) in ``offsets`` and for every codec's market order.
 
 Reference ticks (``action.reference``), from what the agent last observed:
 
@@ -78,7 +79,7 @@ imbalance         1      (bid lots - ask lots) / (bid lots + ask lots) at the be
 returns           r      the last r one-step changes of the observed mid, in ticks / return_scale (capped)
 queue             2      lots ahead of the agent's best-placed bid, then ask, / depth_scale; -1 with none
 quotes            2      the agent's best bid's and best ask's distance from the background mid, ticks
-                         / max_offset; -1 with no order on that side
+                         / max_offset, capped at +-2 (QUOTE_CAP); 2 with no order on that side
 fills             2      lots bought, sold in the last step / max_size
 trade_flow        1      (B - S) / (B + S) with B, S moving averages (half-life ``flow_halflife``
                          steps) of background market buys and sells per step; 0 before any
@@ -320,7 +321,7 @@ BOOK_FEATURES: dict[str, tuple[int, str]] = {
     "returns": (BOBS_RETURNS, "last r one-step changes of the observed mid, ticks / return_scale"),
     "queue": (BOBS_QUEUE, "lots ahead of the agent's best-placed bid and ask / depth_scale (-1: no order)"),
     "quotes": (BOBS_QUOTES, "the agent's best bid's and ask's distance from the background mid, ticks / max_offset "
-                            "(-1: no order)"),
+                            "(capped at 2; 2: no order)"),
     "fills": (BOBS_FILLS, "lots bought and sold in the last step / max_size"),
     "trade_flow": (BOBS_TRADE_FLOW, "(B - S) / (B + S), B and S moving averages of background market buys and sells"),
     "microprice": (BOBS_MICROPRICE, "microprice minus mid at the best quotes, ticks"),

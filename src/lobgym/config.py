@@ -364,15 +364,152 @@ class ObservationConfig(Strict):
     _unique = field_validator("features")(classmethod(lambda cls, v: _unique_features(v)))
 
 
+#: Most steps of a ``step`` reward schedule.
+SCHEDULE_STEPS_MAX = 1000
+_MULTIPLIER = f"multiplier of the weight, 0 .. {COEF_MAX:g}"
+
+
+class ConstantSchedule(Strict):
+    """No curriculum: the term keeps its ``weight`` all through training (as giving no schedule)."""
+
+    kind: Literal["constant"]
+
+    def multiplier(self, progress: float) -> float:
+        """1 at every ``progress`` in [0, 1]."""
+        from lobgym.curriculum import check_progress
+
+        check_progress(progress)
+        return 1.0
+
+    @property
+    def peak(self) -> float:
+        return 1.0
+
+
+class _RampSchedule(Strict):
+    """``start`` up to progress ``begin``, a ramp to ``end`` at ``until``, ``end`` after."""
+
+    kind: str
+    start: float = Field(ge=0, le=COEF_MAX, description=f"{_MULTIPLIER}, up to progress begin")
+    end: float = Field(ge=0, le=COEF_MAX, description=f"{_MULTIPLIER}, from progress until on (and outside "
+                                                      "training: plain envs and evaluations use it)")
+    begin: float = Field(0.0, ge=0, lt=1, description="fraction of the training budget at which the ramp starts")
+    until: float = Field(1.0, gt=0, le=1, description="fraction of the training budget at which the ramp ends")
+
+    @model_validator(mode="after")
+    def _check_ramp(self) -> _RampSchedule:
+        if self.until <= self.begin:
+            raise ValueError(f"until = {self.until:g}: must be above begin = {self.begin:g} (the ramp runs from "
+                             "progress begin to progress until; for a jump use kind: step)")
+        return self
+
+    @property
+    def peak(self) -> float:
+        return max(self.start, self.end)
+
+
+class LinearSchedule(_RampSchedule):
+    """The weight's multiplier goes from ``start`` to ``end`` in a straight line over ``[begin, until]``."""
+
+    kind: Literal["linear"]
+
+    def multiplier(self, progress: float) -> float:
+        from lobgym.curriculum import linear
+
+        return linear(progress, self.start, self.end, self.begin, self.until)
+
+
+class CosineSchedule(_RampSchedule):
+    """The weight's multiplier goes from ``start`` to ``end`` along half a cosine over ``[begin, until]``."""
+
+    kind: Literal["cosine"]
+
+    def multiplier(self, progress: float) -> float:
+        from lobgym.curriculum import cosine
+
+        return cosine(progress, self.start, self.end, self.begin, self.until)
+
+
+class StepSchedule(Strict):
+    """Piecewise constant: ``values[0]`` before progress ``at[0]``, ``values[k]`` from ``at[k - 1]`` on."""
+
+    kind: Literal["step"]
+    values: list[Annotated[float, Field(ge=0, le=COEF_MAX)]] = Field(
+        min_length=1, max_length=SCHEDULE_STEPS_MAX + 1,
+        description=f"{_MULTIPLIER}, one more than the boundaries; the last one is used outside training")
+    at: list[float] = Field(default_factory=list, max_length=SCHEDULE_STEPS_MAX, description=(
+        "progress boundaries (fractions of the training budget), strictly increasing, each in (0, 1)"))
+
+    @model_validator(mode="after")
+    def _check_steps(self) -> StepSchedule:
+        for j, x in enumerate(self.at):
+            if not 0.0 < x < 1.0:
+                raise ValueError(f"at[{j}] = {x:g}: allowed: a progress strictly between 0 and 1")
+            if j and x <= self.at[j - 1]:
+                raise ValueError(f"at[{j}] = {x:g}: must be above at[{j - 1}] = {self.at[j - 1]:g} (boundaries "
+                                 "strictly increasing)")
+        if len(self.values) != len(self.at) + 1:
+            raise ValueError(f"values has {len(self.values)} entries: need one more than at, i.e. "
+                             f"{len(self.at) + 1} (the value before at[0], then one from each boundary on)")
+        return self
+
+    def multiplier(self, progress: float) -> float:
+        from lobgym.curriculum import step
+
+        return step(progress, self.values, self.at)
+
+    @property
+    def peak(self) -> float:
+        return max(self.values)
+
+
+#: A reward term's curriculum (see :mod:`lobgym.curriculum`), chosen by ``kind``.
+ScheduleConfig = Annotated[ConstantSchedule | LinearSchedule | CosineSchedule | StepSchedule,
+                           Field(discriminator="kind")]
+
+
 class RewardTermConfig(Strict):
     term: str
     weight: float = Field(1.0, ge=-COEF_MAX, le=COEF_MAX, description=f"|weight| at most {COEF_MAX:g}")
     params: dict[str, Any] = Field(default_factory=dict)
+    # left out of dumps when None: configs without curricula dump (and so hash, e.g. study trial keys) as before
+    schedule: ScheduleConfig | None = Field(None, exclude_if=lambda v: v is None, description=(
+        "curriculum: during training the weight is weight * m(progress), m following this schedule over the "
+        "fraction of the training budget done; outside training (plain envs, evaluations) weight * m(1). "
+        "Kinds: constant (the default), linear, cosine, step (lobgym.curriculum)"))
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _schedule_kind(cls, v: Any) -> Any:
+        # checked here so that the messages name the kinds, and the fields of the kind given
+        models = {"constant": ConstantSchedule, "linear": LinearSchedule, "cosine": CosineSchedule,
+                  "step": StepSchedule}
+        if not isinstance(v, dict):
+            return v
+        kind = v.get("kind")
+        if not isinstance(kind, str) or kind not in models:
+            shown = f"kind = {kind!r}: unknown schedule" if "kind" in v else "kind: missing"
+            raise ValueError(f"{shown}; allowed: {', '.join(models)}")
+        fields = models[kind].model_fields
+        for key, value in v.items():
+            if key not in fields:
+                raise ValueError(f"{key} = {value!r}: not a field of a {kind} schedule; allowed: {', '.join(fields)}")
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> RewardTermConfig:
         validate_term(self.term, self.params, where="")  # the error's location already names reward[j]
+        if self.schedule is not None and abs(self.weight) * self.schedule.peak > COEF_MAX:
+            raise ValueError(f"schedule: weight = {self.weight:g} times the schedule's largest multiplier "
+                             f"{self.schedule.peak:g} is {abs(self.weight) * self.schedule.peak:g}: allowed: "
+                             f"|weight * multiplier| at most {COEF_MAX:g}")
         return self
+
+    def weight_at(self, progress: float) -> float:
+        """The term's weight at training ``progress`` in [0, 1] (1: the final weight, used outside training)."""
+        from lobgym.curriculum import multiplier
+
+        return float(self.weight) * multiplier(self.schedule, progress)
 
 
 class EnvConfig(Strict):
@@ -763,6 +900,9 @@ class TrainingConfig(Strict):
     eval: TrainEvalConfig = Field(default_factory=TrainEvalConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     torch_threads: int = Field(1, gt=0, description="torch CPU threads (1 is fastest for small MLPs)")
+    interface: dict[Literal["action", "observation"], dict[str, Any]] | None = Field(
+        None, description="the agent's own action codec and observation, merged over the env's sections when a run "
+                          "starts (e.g. {action: {kind: spread_skew}}); the market and reward stay the env's")
 
     @field_validator("learning_rate", mode="before")
     @classmethod
@@ -790,6 +930,24 @@ class TrainingConfig(Strict):
                 raise ValueError(f"hyperparams.{k} = {v!r}: allowed: a number, not text (text is taken only by "
                                  f"{', '.join(STRING_HYPERPARAMS)})")
         return self
+
+
+def with_interface(env: AnyEnvConfig, interface: dict[str, dict[str, Any]] | None,
+                   where: str = "interface") -> AnyEnvConfig:
+    """``env`` with its ``action`` / ``observation`` sections updated key by key from ``interface``
+    (an agent's interface: how it acts and what it sees); the market and the reward are untouched."""
+    if not interface:
+        return env
+    data = env.model_dump(mode="json")
+    for section, values in interface.items():
+        data[section] = {**data[section], **values}
+    try:
+        return type(env).model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"])
+        shown = "" if first["type"] == "missing" else f" = {first.get('input')!r}"
+        raise ConfigError(f"{where}.{loc}{shown}: {first['msg']} (applied to env {env.name!r})") from None
 
 
 # ----------------------------------------------------------------------------------------- loading

@@ -10,16 +10,31 @@ import numpy as np
 
 from lobgym.book_simulation import BookSimulation
 from lobgym.config import BookEnvConfig, EnvConfig, load_env_config
+from lobgym.curriculum import FINAL_PROGRESS, reward_weights
 from lobgym.metrics import as_dict
 from lobgym.simulation import Simulation
 
 
 def make_simulation(cfg: EnvConfig | BookEnvConfig, n_envs: int,
                     parallel: bool | None = None) -> Simulation | BookSimulation:
-    """The simulation of ``cfg``'s market kind: reduced-form or order book."""
-    if isinstance(cfg, BookEnvConfig):
-        return BookSimulation(cfg, n_envs, parallel=parallel)
-    return Simulation(cfg, n_envs, parallel=parallel)
+    """The simulation of ``cfg``'s market kind: reduced-form or order book. Its reward weights are the
+    final ones (:data:`~lobgym.curriculum.FINAL_PROGRESS`) when some term has a ``schedule``."""
+    sim = BookSimulation(cfg, n_envs, parallel=parallel) if isinstance(cfg, BookEnvConfig) else Simulation(
+        cfg, n_envs, parallel=parallel)
+    if any(t.schedule is not None for t in cfg.reward):
+        set_reward_weights(sim, cfg, FINAL_PROGRESS)
+    return sim
+
+
+def set_reward_weights(sim: Simulation | BookSimulation, cfg: EnvConfig | BookEnvConfig,
+                       progress: float) -> np.ndarray:
+    """Write ``cfg``'s reward weights at training ``progress`` in [0, 1] (:mod:`lobgym.curriculum`) into
+    ``sim.reward_spec.weights``, in place: the compiled step reads that array, so the reward changes from
+    the next step on, without recompiling. Returns the weights; raises ``ValueError`` naming ``progress``
+    outside [0, 1]."""
+    weights = reward_weights(cfg, progress)
+    sim.reward_spec.weights[:] = weights
+    return weights
 
 
 def build_spaces(cfg: EnvConfig | BookEnvConfig, sim: Simulation | BookSimulation) -> tuple[gym.spaces.Box,
@@ -70,7 +85,8 @@ class MarketMakingEnv(gym.Env):
     ## Arguments
 
     ``gymnasium.make("lobgym/MarketMaking-v0", config="as2008")``: ``config`` is a preset name, a
-    YAML path, a dict or an :class:`~lobgym.config.EnvConfig`.
+    YAML path, a dict or an :class:`~lobgym.config.EnvConfig`. Reward terms with a ``schedule`` take
+    their final weights (training progress 1); :meth:`set_reward_progress` sets another progress.
     """
 
     metadata = {"render_modes": []}
@@ -84,6 +100,13 @@ class MarketMakingEnv(gym.Env):
         self.observation_space, self.action_space = build_spaces(self.config, self.sim)
         self._seeded = False
         self._needs_reset = True
+        self.reward_progress = 1.0
+
+    def set_reward_progress(self, progress: float) -> None:
+        """Use the reward weights of training ``progress`` in [0, 1] (see :mod:`lobgym.curriculum`) from the
+        next step on; 1, the final weights, is what the env starts with."""
+        set_reward_weights(self.sim, self.config, progress)
+        self.reward_progress = float(progress)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)

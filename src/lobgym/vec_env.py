@@ -18,7 +18,7 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from lobgym.config import EnvConfig, load_env_config
-from lobgym.env import build_spaces, make_simulation
+from lobgym.env import build_spaces, make_simulation, set_reward_weights
 from lobgym.metrics import as_dict
 
 
@@ -131,7 +131,8 @@ class MarketMakingVecEnv(VecEnv):
     like a single :class:`~lobgym.env.MarketMakingEnv` reset with that seed. Auto-resets at the
     horizon and puts the last observation in ``info["terminal_observation"]``, as SB3 expects, and
     the episode's return, length and wall time in ``info["episode"]`` as SB3's ``Monitor`` does (so
-    SB3 logs ``rollout/ep_rew_mean``)."""
+    SB3 logs ``rollout/ep_rew_mean``). Reward terms with a ``schedule`` take their final weights
+    (training progress 1) until :meth:`set_reward_progress` sets another progress."""
 
     def __init__(self, config: str | Path | dict | EnvConfig = "as2008", n_envs: int = 1,
                  seed: int | None = None, parallel: bool | None = None):
@@ -146,8 +147,17 @@ class MarketMakingVecEnv(VecEnv):
         self._no_metrics = self.sim.buffers.metrics[:0]
         self._ep_return = np.zeros(self.num_envs)
         self._t_start = time.time()
+        self.reward_progress = 1.0
         if seed is not None:
             self.seed(seed)
+
+    def set_reward_progress(self, progress: float) -> np.ndarray:
+        """Use the reward weights of training ``progress`` in [0, 1] (see :mod:`lobgym.curriculum`) from
+        the next step on, in every env; returns them. Training calls it at each rollout start. The
+        weights are not part of :meth:`get_state`: they follow from the config and the progress."""
+        weights = set_reward_weights(self.sim, self.config, progress)
+        self.reward_progress = float(progress)
+        return weights
 
     # --------------------------------------------------------------------------------- VecEnv API
     def reset(self) -> np.ndarray:

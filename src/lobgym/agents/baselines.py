@@ -289,7 +289,7 @@ class CarteaJaimungal(BaselineAgent):
                     f"set params.{key} (>= 0) in the agent config"
                 )
             return default
-        return float(sum(t.weight * float(t.params[key]) for t in found))
+        return float(sum(t.weight_at(1.0) * float(t.params[key]) for t in found))  # the final weight of a curriculum
 
     def _solve(self) -> tuple[np.ndarray, np.ndarray]:
         import scipy.linalg  # here, not at the top: importing it costs ~0.2 s that most agents never need

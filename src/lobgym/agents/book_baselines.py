@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from lobgym.book_spaces import BookActionCodec, book_action_codec, book_action_dim, encode_book_action, feature_names
-from lobgym.config import AgentConfig, BookEnvConfig, BookQuoterParams, ConfigError, RandomParams
+from lobgym.config import AgentConfig, BookEnvConfig, BookQuoterParams, ConfigError, RandomParams, with_interface
 
 
 def _codec(cfg: BookEnvConfig) -> BookActionCodec:
@@ -42,9 +42,17 @@ class _BookAgent:
 
 
 class BookQuoter(_BookAgent):
-    """Quotes a fixed offset and size, skewed against the inventory (see the module docstring)."""
+    """Quotes a fixed offset and size, skewed against the inventory (see the module docstring).
+
+    It always quotes through the ``offsets`` codec: on an env whose agent uses another codec it acts on
+    that env's ``offsets`` twin (:attr:`acts_on`: same market, reward, observation, reference, ranges),
+    so its episodes are the same whatever codec the env was given with."""
 
     def __init__(self, config: AgentConfig, env_config: BookEnvConfig):
+        self.acts_on = None
+        if env_config.action.kind != "offsets":
+            env_config = self.acts_on = with_interface(env_config, {"action": {"kind": "offsets", "levels": 1}},
+                                                       where="book_quoter: offsets twin")
         super().__init__(config, env_config)
         if "inventory" not in self.names:
             raise ConfigError(f"observation.features = {list(env_config.observation.features)}: the book_quoter "

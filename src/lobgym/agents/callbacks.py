@@ -235,6 +235,48 @@ class EvalCallback(BaseCallback):
         self.next_eval, self.best, self.history = state["next_eval"], state["best"], list(state["history"])
 
 
+class RewardCurriculumCallback(BaseCallback):
+    """Reward curricula (:mod:`lobgym.curriculum`): at the start of training and of every rollout, sets the
+    training env's reward weights to those of progress ``num_timesteps / total`` and logs each scheduled
+    term's weight as ``curriculum/<term>`` (``curriculum/<term>_<j>`` when the reward lists a term twice),
+    dumped with SB3's scalars at the end of the rollout it applies to.
+
+    The weights are a pure function of ``num_timesteps`` and the budget: a run resumed from a checkpoint
+    (taken at a rollout start) recomputes the ones the uninterrupted run used, so the callback has no state.
+    Evaluations build their own envs from the config and so use the final weights."""
+
+    def __init__(self, env_cfg: Any, total: int):
+        super().__init__()
+        from lobgym.curriculum import scheduled_terms
+
+        if total < 1:
+            raise ValueError(f"total = {total}: the training budget must be >= 1 timestep")
+        self.env_cfg, self.total = env_cfg, int(total)
+        names = [t.term for t in env_cfg.reward]
+        self.tags = {j: f"curriculum/{name}" if names.count(name) == 1 else f"curriculum/{name}_{j}"
+                     for j, name in scheduled_terms(env_cfg)}
+        self.weights: np.ndarray | None = None
+
+    @property
+    def progress(self) -> float:
+        """The fraction of the budget done (SB3's ``1 - progress_remaining``), at most 1."""
+        return min(1.0, self.model.num_timesteps / self.total)
+
+    def _apply(self) -> None:
+        self.weights = base_vec_env(self.training_env).set_reward_progress(self.progress)
+        for j, tag in self.tags.items():
+            self.logger.record(tag, float(self.weights[j]))
+
+    def _on_training_start(self) -> None:
+        self._apply()
+
+    def _on_rollout_start(self) -> None:
+        self._apply()
+
+    def _on_step(self) -> bool:
+        return True
+
+
 class ReloadBestCallback(BaseCallback):
     """When a divergence guard with ``reload_best`` fires, loads the best model's weights and optimizer
     state (``best/model.zip``) back into the model, at the start of the next rollout."""

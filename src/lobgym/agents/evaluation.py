@@ -25,6 +25,10 @@ class Predictor(Protocol):
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
                 deterministic: bool = True) -> tuple[np.ndarray, Any]: ...
 
+# A predictor may also carry ``acts_on``: the env config it acts through when that differs from the
+# evaluated one in the action codec only (same market, reward and observation), e.g. the book quoter
+# on an env whose agent uses the spread_skew codec; its episodes still run on the same market seeds.
+
 
 @dataclass
 class Evaluation:
@@ -70,6 +74,12 @@ def evaluate(agent: Predictor, env: str | Path | dict | EnvConfig, episodes: int
     if episodes < 1:
         raise ValueError(f"episodes = {episodes}: must be >= 1")
     cfg = load_env_config(env)
+    acts_on = getattr(agent, "acts_on", None)  # an agent that quotes through another codec of this env
+    if acts_on is not None:
+        if acts_on.market != cfg.market or acts_on.reward != cfg.reward:
+            raise ValueError(f"agent {name!r} acts on env {acts_on.name!r}, whose market or reward differs from the "
+                             f"evaluated env {cfg.name!r}")
+        cfg = acts_on
     n_steps = cfg.market.n_steps
     metrics, returns, terms = [], [], []
     names, term_names = METRICS, ()

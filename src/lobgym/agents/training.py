@@ -6,7 +6,8 @@
     command.txt     the command that started the run (and each resume)
     meta.json       package versions, git revision, machine, start time
     tb/             TensorBoard logs (SB3's scalars and lobgym's: episode metrics, reward terms,
-                    evaluations next to the baselines, lr and controller state, gradient norms)
+                    evaluations next to the baselines, lr and controller state, gradient norms,
+                    scheduled reward weights as curriculum/<term>)
     checkpoints/    the newest checkpoints (see lobgym.agents.checkpoints) and latest.json
     best/           the model with the best evaluation score so far (+ VecNormalize statistics)
     final/          the model at the end of training
@@ -42,6 +43,7 @@ from lobgym.agents.callbacks import (
     PolicyAgent,
     ProgressCallback,
     ReloadBestCallback,
+    RewardCurriculumCallback,
 )
 from lobgym.agents.checkpoints import (
     PICKLED,
@@ -69,7 +71,9 @@ from lobgym.config import (
     TrainingConfig,
     load_env_config,
     load_training_config,
+    with_interface,
 )
+from lobgym.curriculum import has_schedule
 from lobgym.folders import exclusive, remove_leftovers
 from lobgym.io import write_json_atomic, write_text_atomic
 from lobgym.provenance import provenance
@@ -183,9 +187,13 @@ def new_model(run: RunConfig, venv: Any, controller: LRController | None):
 def model_template(run: RunConfig, venv: Any, learning_rate: Any = 0.0):
     """A model of the run's config without networks: what :func:`load_model` takes the SB3 save entries
     that follow from the config from (spaces, policy class and arguments, schedules' settings)."""
-    return algorithm_class(run.agent.kind)("MlpPolicy", venv, learning_rate=learning_rate,
-                                           policy_kwargs=policy_kwargs(run.agent), seed=run.seed, device="cpu",
-                                           verbose=0, _init_setup_model=False, **run.agent.hyperparams)
+    import warnings
+
+    with warnings.catch_warnings():  # PPO warns when batch_size does not divide n_steps x (the template's) n_envs
+        warnings.filterwarnings("ignore", message="You have specified a mini-batch size", category=UserWarning)
+        return algorithm_class(run.agent.kind)("MlpPolicy", venv, learning_rate=learning_rate,
+                                               policy_kwargs=policy_kwargs(run.agent), seed=run.seed, device="cpu",
+                                               verbose=0, _init_setup_model=False, **run.agent.hyperparams)
 
 
 def load_model(path: Path, run: RunConfig, env: Any = None, learning_rate: Any = 0.0,
@@ -244,7 +252,8 @@ def _save_model_dir(folder: Path, model: Any, extra: dict[str, Any]) -> None:
 def start(env: Any, agent: Any, seed: int = 0, timesteps: int | None = None, name: str | None = None,
           runs_dir: str | Path = "runs", progress: bool = True, command: list[str] | None = None) -> Path:
     """Start a new run; returns its folder. Raises if the folder already holds a run (resume it instead)."""
-    env_cfg, agent_cfg = load_env_config(env), load_training_config(agent)
+    agent_cfg = load_training_config(agent)
+    env_cfg = with_interface(load_env_config(env), agent_cfg.interface, where=f"agent {agent_cfg.name!r}: interface")
     if seed < 0:
         raise ConfigError(f"seed = {seed}: must be >= 0")
     if timesteps is not None and timesteps < 1:
@@ -319,6 +328,8 @@ def _train(run_dir: Path, run: RunConfig, resume: bool, progress: bool) -> Path:
     episodes = EpisodeMetricsCallback()
     stateful: dict[str, Any] = {"episodes": episodes, "evaluation": evaluation}
     callbacks: list[Any] = [episodes, GradNormCallback()]
+    if has_schedule(run.env):  # first: the weights of a rollout are set before anything else looks at it
+        callbacks.insert(0, RewardCurriculumCallback(run.env, run.timesteps))
     if controller is not None:
         lr_callback = make_lr_callback(controller)
         stateful["lr_control"] = lr_callback
