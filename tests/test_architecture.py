@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "bench": 9,
     "validation": 8,
     "study": 9,
+    "tasks": 9,  # the task suite: presets, protocols, references and normalised scores over evaluation
     "plots": 9,
     "report": 10,
     "cli": 11,

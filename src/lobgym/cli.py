@@ -444,5 +444,95 @@ def _print_facts(f: dict) -> None:
                   "< 1 under bid-ask bounce or mean reversion.", style="dim")
 
 
+@app.command()
+def tasks() -> None:
+    """List the standard tasks: market kind, evaluation protocol and the agents that score 0 and 1."""
+    from lobgym.tasks import TASKS
+
+    table = Table(title="tasks (lobgym score): score = (R - R_random) / (R_reference - R_random), "
+                        "R = mean episode return on the protocol's seeds")
+    for title in ("task", "market", "seeds", "episodes", "score 0", "score 1"):
+        table.add_column(title, style="bold cyan" if title == "task" else None,
+                         justify="right" if title == "episodes" else "left")
+    for t in TASKS.values():
+        table.add_row(t.name, t.kind, t.seeds, f"{t.episodes:,}", t.zero, t.reference)
+    console.print(table)
+    console.print("Episode j of every agent runs on market seed (first seed) + j (common random numbers); the "
+                  "references are re-run on the same seeds in every `lobgym score`.", style="dim")
+    for t in TASKS.values():
+        console.print(f"{t.name}: {t.reference} — {t.why}", style="dim", highlight=False)
+
+
+@app.command()
+def score(
+    agent: Annotated[str, typer.Option(help="the agent to score: what `lobgym evaluate --agent` takes (a preset "
+                                            "name, a YAML path, an inline YAML mapping or a trained run folder)")],
+    task: Annotated[list[str] | None, typer.Option(help="task to score on (repeat; see `lobgym tasks`)",
+                                                   show_default="every task of the agent's market kind")] = None,
+    episodes: Annotated[int | None, typer.Option(help="episodes per task, overriding the protocol (at least 2)",
+                                                 show_default="the task's protocol")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write the scores as JSON here")] = None,
+) -> None:
+    """Normalised score of an agent on the standard tasks (random = 0, the task's reference = 1), with a
+    95% interval from a paired bootstrap over the common episodes."""
+    from lobgym import tasks as suite
+    from lobgym.io import write_json_atomic
+    from lobgym.provenance import version_line
+    from lobgym.stats import describe
+
+    try:
+        suite.check_episodes(episodes)
+        spec = suite.resolve_agent(agent)
+        chosen = [suite.get_task(name) for name in task] if task else \
+            [suite.TASKS[name] for name in suite.applicable_tasks(spec)]
+    except (ConfigError, ValueError) as err:
+        _fail(str(err))
+    built, skipped = {}, {}
+    for t in chosen:
+        try:
+            built[t.name] = suite.build_agent(spec, t)
+        except (ConfigError, ValueError) as err:
+            if task:  # asked for by name: an error, before anything runs
+                _fail(f"--task {t.name}: {err}" if not str(err).startswith("--task") else str(err))
+            skipped[t.name] = str(err)  # a default task the agent does not build on: say so, score the others
+    if not built:
+        _fail(f"--agent {agent!r}: applies to no task ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
+    results = []
+    with console.status("scoring…") as status:
+        for name, pair in built.items():
+            status.update(f"scoring {spec.name} on {name} (and random and the reference, same seeds)…")
+            try:
+                results.append(suite.score(spec, name, episodes, built=pair))
+            except (ConfigError, ValueError) as err:
+                _fail(str(err))
+    table = Table(title=f"{spec.name}: normalised score (random = 0, reference = 1; "
+                        f"{describe([r.score for r in results], 'episodes')})")
+    for title in ("task", "score", "95% interval", "return", "random", "reference", "reference agent", "episodes",
+                  "seeds"):
+        table.add_column(title, justify="left" if title in ("task", "reference agent", "seeds") else "right")
+    for r in results:
+        seeds = f"{r.seed}..{r.seed + r.episodes - 1}"
+        table.add_row(r.task, _fmt(r.score.mean), f"[{_fmt(r.score.low)}, {_fmt(r.score.high)}]",
+                      _fmt(r.returns["agent"], 4), _fmt(r.returns["zero"], 4), _fmt(r.returns["reference"], 4),
+                      r.reference, f"{r.episodes:,}", seeds)
+    console.print(table)
+    console.print("return = mean episode return (the env's reward) of the agent, of random and of the reference, "
+                  "on the same episodes.", style="dim")
+    if episodes is not None and any(r.overridden for r in results):
+        console.print(f"protocol overridden: --episodes {episodes} instead of the tasks' own episode counts "
+                      "(scores are not comparable with the standard protocol's)", style="yellow", highlight=False)
+    for r in results:
+        if r.interface:
+            console.print(f"{r.task}: {r.interface}", style="yellow", highlight=False)
+    for name, why in skipped.items():
+        console.print(f"skipped {name}: {why}", style="yellow", highlight=False)
+    if json_out is not None:
+        write_json_atomic(json_out, {"agent": spec.name, "agent_spec": agent, "lobgym": version_line(),
+                                     "episodes_override": episodes,
+                                     "protocol_overridden": any(r.overridden for r in results),
+                                     "tasks": [r.to_json() for r in results], "skipped": skipped})
+        console.print(f"wrote {json_out}")
+
+
 def main() -> None:
     app()

@@ -52,7 +52,9 @@ BOOTSTRAP_SEED = 0
 _BATCH_ELEMENTS = 2_000_000
 
 METHODS = ("auto", "t", "bca")
-_NAMES = {"t": "t interval", "bca": "BCa bootstrap interval"}
+_NAMES = {"t": "t interval", "bca": "BCa bootstrap interval", "delta": "delta-method t interval",
+          "paired_bca": "paired BCa bootstrap interval",
+          "exact": "zero-width interval (the same score in every resample)"}
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ class CI:
         low: lower bound (NaN when there is no interval).
         high: upper bound (NaN when there is no interval).
         n: sample size.
-        method: ``"t"``, ``"bca"`` or ``"none"`` (``n = 1``: no interval).
+        method: ``"t"``, ``"bca"`` or ``"none"`` (``n = 1``: no interval); for a ratio of paired
+            means (:func:`paired_ratio_ci`) ``"delta"``, ``"paired_bca"`` or ``"exact"``.
         level: confidence level, e.g. 0.95.
     """
 
@@ -161,7 +164,7 @@ def describe(cis: Iterable[CI], unit: str = "seeds") -> str:
     if not cis:
         raise ValueError("describe() needs at least one interval")
     parts = []
-    for method in ("t", "bca"):
+    for method in _NAMES:
         ns = sorted({c.n for c in cis if c.method == method})
         levels = sorted({c.level for c in cis if c.method == method})
         if ns:
@@ -199,6 +202,87 @@ def _bca(x: np.ndarray, level: float, resamples: int) -> tuple[float, float] | N
         try:
             res = _scipy_stats.bootstrap((x,), np.mean, confidence_level=level, n_resamples=resamples,
                                          method="BCa", batch=max(1, _BATCH_ELEMENTS // len(x)),
+                                         rng=np.random.default_rng(BOOTSTRAP_SEED))
+        except _scipy_stats.DegenerateDataWarning:
+            return None
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return (low, high) if math.isfinite(low) and math.isfinite(high) else None
+
+
+def paired_ratio_ci(x: Iterable[float] | np.ndarray, zero: Iterable[float] | np.ndarray,
+                    one: Iterable[float] | np.ndarray, level: float = 0.95, method: str = "auto",
+                    resamples: int = RESAMPLES) -> CI:
+    """Interval of the normalised score ``(mean(x) - mean(zero)) / (mean(one) - mean(zero))`` for
+    three samples paired by index (three agents on the same episodes, common random numbers).
+
+    With ``a_i = x_i - zero_i`` and ``b_i = one_i - zero_i`` the score is ``R = mean(a) / mean(b)``.
+
+    - ``method="bca"`` (``"auto"`` from :data:`BCA_MIN_N` pairs): the paired BCa bootstrap, which resamples
+      episode indices (the same indices for all three agents) and recomputes the ratio
+      (``scipy.stats.bootstrap(..., paired=True)``, fixed seed, so deterministic). Method ``"paired_bca"``.
+    - ``method="delta"`` (``"auto"`` below :data:`BCA_MIN_N`): the delta method,
+      ``R +- t_{n-1} * sd(a - R b) / (sqrt(n) |mean(b)|)``, the ratio's analogue of the t interval.
+
+    The returned ``se`` is always the delta-method standard error. When it is 0 (``a_i = R b_i`` for
+    every pair, e.g. ``x`` equals ``zero`` or ``one`` episode by episode) every resample gives the same
+    ratio: the interval is ``[R, R]``, method ``"exact"``.
+
+    Args:
+        x: the scored agent's value per episode.
+        zero: the value per episode of the agent that scores 0 (e.g. random), same episodes.
+        one: the value per episode of the agent that scores 1 (the reference), same episodes.
+        level: confidence level, strictly between 0 and 1.
+        method: ``"auto"``, ``"delta"`` or ``"bca"``.
+        resamples: bootstrap resamples for BCa.
+
+    Returns:
+        A :class:`CI` whose ``mean`` is the score ``R``.
+
+    Raises:
+        ValueError: samples of different lengths or fewer than 2 pairs, non-finite values, a level
+            outside (0, 1), an unknown method, or ``mean(one) == mean(zero)`` (no scale to normalise by).
+    """
+    xs, z, o = _sample(x, "x"), _sample(zero, "zero"), _sample(one, "one")
+    if not len(xs) == len(z) == len(o):
+        raise ValueError(f"paired samples differ in length: len(x) = {len(xs)}, len(zero) = {len(z)}, "
+                         f"len(one) = {len(o)}; pairs are matched by index, so all need one value per pair")
+    n = len(xs)
+    if n < 2:
+        raise ValueError(f"n = {n}: a ratio interval needs at least 2 pairs")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level = {level!r}: must be strictly between 0 and 1 (e.g. 0.95)")
+    if method not in ("auto", "delta", "bca"):
+        raise ValueError(f"method = {method!r}: must be one of auto, delta, bca")
+    a, b = xs - z, o - z
+    mean_b = float(np.mean(b))
+    if mean_b == 0.0:
+        raise ValueError("mean(one) == mean(zero): the agents that define 0 and 1 have the same mean, so the "
+                         "score has no scale")
+    ratio = float(np.mean(a)) / mean_b
+    se = float(np.std(a - ratio * b, ddof=1)) / math.sqrt(n) / abs(mean_b)
+    if se == 0.0:
+        return CI(ratio, se, ratio, ratio, n, "exact", level)
+    if method == "auto":
+        method = "bca" if n >= BCA_MIN_N else "delta"
+    if method == "bca":
+        bounds = _paired_ratio_bca(a, b, level, resamples)
+        if bounds is not None:
+            return CI(ratio, se, bounds[0], bounds[1], n, "paired_bca", level)
+    half = _t_quantile(level, n - 1) * se
+    return CI(ratio, se, ratio - half, ratio + half, n, "delta", level)
+
+
+def _paired_ratio_bca(a: np.ndarray, b: np.ndarray, level: float, resamples: int) -> tuple[float, float] | None:
+    def ratio(u: np.ndarray, v: np.ndarray, axis: int = -1) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.mean(u, axis=axis) / np.mean(v, axis=axis)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", _scipy_stats.DegenerateDataWarning)
+        try:
+            res = _scipy_stats.bootstrap((a, b), ratio, paired=True, vectorized=True, confidence_level=level,
+                                         n_resamples=resamples, method="BCa",
+                                         batch=max(1, _BATCH_ELEMENTS // (2 * len(a))),
                                          rng=np.random.default_rng(BOOTSTRAP_SEED))
         except _scipy_stats.DegenerateDataWarning:
             return None
