@@ -31,6 +31,7 @@ class PolicyAgent:
     def __init__(self, model: Any, vecnorm: Any = None):
         self.model = model
         self.vecnorm = vecnorm
+        self.acts_on = None  #: the env config it acts through, if not the evaluated one (its own interface)
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         if self.vecnorm is not None and self.vecnorm.norm_obs:

@@ -406,18 +406,30 @@ def _readable_checkpoint(run_dir: Path, run: RunConfig) -> SavedCheckpoint | Non
 
 # ----------------------------------------------------------------------------------------- report
 def trained_agent(run_dir: str | Path, which: str = "best", env_cfg: Any = None) -> PolicyAgent:
-    """A run's model (``best``, falling back to ``final``, or ``final``) as an evaluation agent; with
-    ``env_cfg``, checks that the env's observations and actions are the ones the model was trained on.
+    """A run's model (``best``, falling back to ``final``, or ``final``) as an evaluation agent.
+
+    With ``env_cfg`` the agent acts on that env through its own interface: the env's market and reward
+    with the run's ``action`` and ``observation`` sections (:attr:`PolicyAgent.acts_on` when they differ
+    from the env's); the observations and actions must then have the shapes the model was trained on.
     Nothing in the run folder is unpickled (:mod:`lobgym.agents.model_files`)."""
     from lobgym.vec_env import make_vec_env
 
     run_dir = Path(run_dir)
     run = RunConfig.read(run_dir)
+    acts_on = None
     if env_cfg is not None:
-        trained, other = make_vec_env(run.env), make_vec_env(load_env_config(env_cfg))
-        if (trained.observation_space, trained.action_space) != (other.observation_space, other.action_space):
+        target = load_env_config(env_cfg)
+        if type(target) is type(run.env):
+            own = {"action": run.env.action.model_dump(mode="json"),
+                   "observation": run.env.observation.model_dump(mode="json")}
+            mine = with_interface(target, own, where=f"agent {str(run_dir)!r}: its interface")
+            acts_on = mine if (mine.action, mine.observation) != (target.action, target.observation) else None
+            target = mine
+        trained, other = make_vec_env(run.env), make_vec_env(target)
+        shapes = [(sp.shape, sp.dtype) for sp in (trained.observation_space, trained.action_space)]
+        if shapes != [(sp.shape, sp.dtype) for sp in (other.observation_space, other.action_space)]:
             raise ConfigError(f"agent {str(run_dir)!r} was trained on env {run.env.name!r}; env "
-                              f"{load_env_config(env_cfg).name!r} has other observations or actions "
+                              f"{target.name!r} has other observations or actions "
                               f"({other.observation_space}, {other.action_space} against "
                               f"{trained.observation_space}, {trained.action_space})")
     order = ["best", "final"] if which == "best" else ["final"]
@@ -437,7 +449,9 @@ def trained_agent(run_dir: str | Path, which: str = "best", env_cfg: Any = None)
                 restore_vecnormalize(vecnorm, read_state(folder, "vecnormalize"), str(folder / "vecnormalize.npz"),
                                      statistics_only=True)
                 vecnorm.training = False
-            return PolicyAgent(model, vecnorm)
+            agent = PolicyAgent(model, vecnorm)
+            agent.acts_on = acts_on
+            return agent
     raise ValueError(f"{run_dir}: no trained model yet (looked for {', '.join(f'{s}/model.zip' for s in order)}); "
                      f"resume it with `lobgym train --resume {run_dir}`")
 
