@@ -10,6 +10,7 @@ n = 1,000) of the return and the trading metrics, its normalised task score, and
 per arm it adds the mean over seeds with a t interval over the seeds.
 
     python experiments/book_learning/analyse.py runs/studies/book_learning \
+        runs/studies/book_learning_offsets runs/studies/book_learning_sac \
         --json experiments/book_learning/results.json
 
 The JSON is written atomically; the tables are printed as Markdown.
@@ -37,11 +38,12 @@ SUMMARY = ("return_mean", "pnl_mean", "pnl_std", "sharpe", "mean_abs_inventory",
            "inventory_pnl_mean", "mean_spread", "quote_uptime")
 
 
-def finished_trials(study: Path) -> list[tuple[dict, Path]]:
+def finished_trials(studies: list[Path]) -> list[tuple[dict, Path]]:
     out = []
-    for run in sorted((study / "runs").iterdir()):
-        if (run / "report.json").exists() and (run / "trial.json").exists():
-            out.append((json.loads((run / "trial.json").read_text()), run))
+    for study in studies:
+        for run in sorted((study / "runs").iterdir()):
+            if (run / "report.json").exists() and (run / "trial.json").exists():
+                out.append((json.loads((run / "trial.json").read_text()), run))
     return out
 
 
@@ -55,10 +57,10 @@ def row(ev, comparison=None, score=None) -> dict:
     return r
 
 
-def analyse(study: Path) -> dict:
-    trials = finished_trials(study)
+def analyse(studies: list[Path]) -> dict:
+    trials = finished_trials(studies)
     envs = sorted({t["env_name"] for t, _ in trials})
-    result: dict = {"study": str(study), "envs": {}}
+    result: dict = {"studies": [str(s) for s in studies], "envs": {}}
     for env_name in envs:
         task = get_task(env_name)
         env = task_env(task)
@@ -132,10 +134,10 @@ def tables(result: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("study", type=Path, help="the study's --out folder")
+    ap.add_argument("studies", type=Path, nargs="+", help="study --out folders (their trials are pooled)")
     ap.add_argument("--json", type=Path, help="write the results here (atomically)")
     args = ap.parse_args()
-    result = analyse(args.study)
+    result = analyse(args.studies)
     if args.json:
         write_json_atomic(args.json, result)
     print(tables(result))
