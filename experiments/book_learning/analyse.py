@@ -57,10 +57,26 @@ def row(ev, comparison=None, score=None) -> dict:
     return r
 
 
-def analyse(studies: list[Path]) -> dict:
+def wall_seconds(run: Path) -> float | None:
+    """The trial's wall time from its meta.json (start) to report.json (written at the end)."""
+    meta = json.loads((run / "meta.json").read_text())
+    start = meta.get("started") or meta.get("start") or meta.get("created")
+    if start is None:
+        return None
+    from datetime import datetime
+
+    return (datetime.fromtimestamp((run / "report.json").stat().st_mtime).astimezone()
+            - datetime.fromisoformat(start)).total_seconds()
+
+
+def analyse(studies: list[Path], previous: dict | None = None) -> dict:
+    """Evaluate every finished trial of ``studies``; trials already in ``previous`` (an earlier result
+    of this script: the evaluation is deterministic) are kept as they are, not run again."""
     trials = finished_trials(studies)
-    envs = sorted({t["env_name"] for t, _ in trials})
-    result: dict = {"studies": [str(s) for s in studies], "envs": {}}
+    old = {env: b["trials"] for env, b in (previous or {}).get("envs", {}).items()}
+    envs = sorted({t["env_name"] for t, _ in trials} | set(old))
+    result: dict = {"studies": sorted({*(previous or {}).get("studies", []), *(str(s) for s in studies)}),
+                    "envs": {}}
     for env_name in envs:
         task = get_task(env_name)
         env = task_env(task)
@@ -69,17 +85,19 @@ def analyse(studies: list[Path]) -> dict:
         zero = evaluate(make_agent(task.zero, env), env, episodes=task.episodes, seed=task.seed, name=task.zero)
         block = {"task_seeds": task.seeds, "episodes": task.episodes, "reference": task.reference,
                  "agents": {task.reference: row(ref), task.zero: row(zero,
-                            paired_differences([ref, zero], task.reference)[0])}, "trials": {}}
+                            paired_differences([ref, zero], task.reference)[0])}, "trials": dict(old.get(env_name, {}))}
         for t, run in trials:
-            if t["env_name"] != env_name:
+            if t["env_name"] != env_name or t["id"] in block["trials"]:
                 continue
             spec = resolve_agent(str(run))
             agent, agent_env = build_agent(spec, task)
             ev = evaluate(agent, agent_env, episodes=task.episodes, seed=task.seed, name=t["id"])
             comp = paired_differences([ref, ev], task.reference)[0]
             score = paired_ratio_ci(ev.returns, zero.returns, ref.returns)
-            block["trials"][t["id"]] = {"arm": t["agent"], "seed": t["seed"], "run": run.name,
-                                        "budget": t["budget"]} | row(ev, comp, score)
+            best = json.loads((run / "best" / "info.json").read_text())
+            block["trials"][t["id"]] = {"arm": t["agent"], "seed": t["seed"], "run": run.name, "budget": t["budget"],
+                                        "wall_seconds": wall_seconds(run), "best_at": best["timesteps"],
+                                        "validation_return": best["score"]} | row(ev, comp, score)
         arms: dict = {}
         for tid, r in block["trials"].items():
             arms.setdefault(r["arm"], []).append(r)
@@ -135,9 +153,11 @@ def tables(result: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("studies", type=Path, nargs="+", help="study --out folders (their trials are pooled)")
-    ap.add_argument("--json", type=Path, help="write the results here (atomically)")
+    ap.add_argument("--json", type=Path, help="write the results here (atomically); trials already in it are kept")
+    ap.add_argument("--fresh", action="store_true", help="evaluate every trial again, ignoring the --json file")
     args = ap.parse_args()
-    result = analyse(args.studies)
+    previous = json.loads(args.json.read_text()) if args.json and args.json.exists() and not args.fresh else None
+    result = analyse(args.studies, previous)
     if args.json:
         write_json_atomic(args.json, result)
     print(tables(result))

@@ -9,7 +9,8 @@ best wanted bid and ask (``state.want_px`` / ``want_lots``, ticks). Per bin it r
 - width: best ask - best bid wanted, ticks (steps quoting both sides);
 - centre: their midpoint minus the observed background mid, ticks (> 0: quotes shaded up, the bid
   more eager and the ask less: leaning to buy);
-- two-sided: the share of steps with both a bid and an ask wanted.
+- two-sided: the share of steps with both a bid and an ask wanted;
+- lots: the lots wanted on both sides together, all levels.
 
 Over all steps it adds the fills' markout at 1, 10 and 100 steps (the mid's move in the agent's
 favour after its fills, ticks per lot; negative = adverse selection), a t interval over episodes.
@@ -38,7 +39,7 @@ from lobgym.tasks import build_agent, get_task, resolve_agent
 
 EDGES = np.linspace(-1.0, 1.0, 9)  # 8 bins over [-1, 1] for both state variables
 STATES = ("imbalance", "trade_flow")
-QUANTITIES = ("width", "centre", "two_sided")
+QUANTITIES = ("width", "centre", "two_sided", "lots")
 MARKOUTS = (1, 10, 100)  # steps after a fill
 
 
@@ -72,6 +73,7 @@ def record(agent, cfg, episodes: int, seed: int) -> dict[str, np.ndarray]:
         both = bid_ok & ask_ok
         out["bought"][t], out["sold"][t] = venv.sim.outcome.bid_lots, venv.sim.outcome.ask_lots
         out["two_sided"][t] = both
+        out["lots"][t] = lots.sum(axis=(1, 2))
         out["width"][t] = np.where(both, ask - bid, np.nan)
         out["centre"][t] = np.where(both, 0.5 * (bid + ask) - 0.5 * mid2, np.nan)
     if not dones.all():
@@ -118,10 +120,10 @@ def figure(results: dict, env_name: str, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
-    labels = {"width": "quote width (ticks)", "centre": "quote centre - mid (ticks)"}
+    labels = {"width": "quote width (ticks)", "centre": "quote centre - mid (ticks)", "lots": "lots wanted (both sides)"}
+    fig, axes = plt.subplots(len(labels), 2, figsize=(10, 10), sharex=True)
     for col, state in enumerate(STATES):
-        for row, q in enumerate(("width", "centre")):
+        for row, q in enumerate(labels):
             ax = axes[row, col]
             for name, r in results["agents"].items():
                 rows = [b for b in r[state][q] if b["mean"] is not None]
@@ -131,7 +133,7 @@ def figure(results: dict, env_name: str, out: Path) -> None:
                             marker="o", capsize=3, label=name)
             ax.set_ylabel(labels[q])
             ax.grid(alpha=0.3)
-            if row == 1:
+            if row == len(labels) - 1:
                 ax.set_xlabel(f"{state} seen at the decision")
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"{env_name}: quotes against the book's state ({results['episodes']} episodes from seed "
@@ -144,24 +146,25 @@ def figure(results: dict, env_name: str, out: Path) -> None:
 def table(results: dict) -> str:
     lines = []
     for state in STATES:
-        lines += [f"| {state} bin | " + " | ".join(f"{a}: width / centre / two-sided" for a in results["agents"]) + " |",
+        lines += [f"| {state} bin | " + " | ".join(f"{a}: width / centre / two-sided / lots" for a in results["agents"]) + " |",
                   "|---|" + "---|" * len(results["agents"])]
         for k in range(len(EDGES) - 1):
             cells = []
             for r in results["agents"].values():
-                w, c, s = (r[state][q][k]["mean"] for q in QUANTITIES)
-                cells.append(" / ".join("-" if v is None else f"{v:.2f}" for v in (w, c, s)))
+                w, c, s, n = (r[state][q][k]["mean"] for q in QUANTITIES)
+                cells.append(" / ".join("-" if v is None else f"{v:.2f}" for v in (w, c, s, n)))
             lo, hi = EDGES[k], EDGES[k + 1]
             lines.append(f"| [{lo:+.2f}, {hi:+.2f}) | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["| agent | width | centre | two-sided | " + " | ".join(f"markout +{h} steps, ticks/lot [95% t]"
+    lines += ["| agent | width | centre | two-sided | lots | " + " | ".join(f"markout +{h} steps, ticks/lot [95% t]"
                                                          for h in MARKOUTS) + " |",
-              "|---|---|---|---|" + "---|" * len(MARKOUTS)]
+              "|---|---|---|---|---|" + "---|" * len(MARKOUTS)]
     for name, r in results["agents"].items():
         o = r["overall"]
         mk = [f"{o[f'markout_{h}']['mean']:+.3f} [{o[f'markout_{h}']['ci'][0]:+.3f}, {o[f'markout_{h}']['ci'][1]:+.3f}]"
               for h in MARKOUTS]
-        lines.append(f"| {name} | {o['width']:.2f} | {o['centre']:+.3f} | {o['two_sided']:.2f} | " + " | ".join(mk) + " |")
+        lines.append(f"| {name} | {o['width']:.2f} | {o['centre']:+.3f} | {o['two_sided']:.2f} | {o['lots']:.2f} | "
+                     + " | ".join(mk) + " |")
     lines.append("")
     return "\n".join(lines)
 
