@@ -99,7 +99,7 @@ def analyse(studies: list[Path], previous: dict | None = None) -> dict:
                                         "wall_seconds": wall_seconds(run), "best_at": best["timesteps"],
                                         "validation_return": best["score"]} | row(ev, comp, score)
         arms: dict = {}
-        for tid, r in block["trials"].items():
+        for r in block["trials"].values():
             arms.setdefault(r["arm"], []).append(r)
         block["arms"] = {}
         for arm, rs in arms.items():

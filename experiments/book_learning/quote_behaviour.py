@@ -6,10 +6,12 @@ the signed background trade flow ``(B - S) / (B + S)`` (both as defined in ``lob
 read from the engine whatever the agent's own observation is) - and what it then asked for: its
 best wanted bid and ask (``state.want_px`` / ``want_lots``, ticks). Per bin it reports
 
+- bid / ask distance: the best wanted bid's (ask's) distance from the observed background mid,
+  ticks (steps quoting that side);
+- bid / ask on: the share of steps with a bid (an ask) wanted;
 - width: best ask - best bid wanted, ticks (steps quoting both sides);
 - centre: their midpoint minus the observed background mid, ticks (> 0: quotes shaded up, the bid
   more eager and the ask less: leaning to buy);
-- two-sided: the share of steps with both a bid and an ask wanted;
 - lots: the lots wanted on both sides together, all levels.
 
 Over all steps it adds the fills' markout at 1, 10 and 100 steps (the mid's move in the agent's
@@ -39,7 +41,9 @@ from lobgym.tasks import build_agent, get_task, resolve_agent
 
 EDGES = np.linspace(-1.0, 1.0, 9)  # 8 bins over [-1, 1] for both state variables
 STATES = ("imbalance", "trade_flow")
-QUANTITIES = ("width", "centre", "two_sided", "lots")
+QUANTITIES = ("bid_dist", "ask_dist", "bid_on", "ask_on", "width", "centre", "lots")
+#: what the tables show per bin (all of QUANTITIES go into the JSON)
+SHOWN = ("bid_dist", "ask_dist", "bid_on", "ask_on", "lots")
 MARKOUTS = (1, 10, 100)  # steps after a fill
 
 
@@ -72,7 +76,10 @@ def record(agent, cfg, episodes: int, seed: int) -> dict[str, np.ndarray]:
         ask = np.where(lots[:, ASK, :] > 0, st.want_px[:, ASK, :], np.iinfo(np.int64).max).min(axis=1)
         both = bid_ok & ask_ok
         out["bought"][t], out["sold"][t] = venv.sim.outcome.bid_lots, venv.sim.outcome.ask_lots
-        out["two_sided"][t] = both
+        mid_px = 0.5 * mid2
+        out["bid_on"][t], out["ask_on"][t] = bid_ok, ask_ok
+        out["bid_dist"][t] = np.where(bid_ok, mid_px - bid, np.nan)
+        out["ask_dist"][t] = np.where(ask_ok, ask - mid_px, np.nan)
         out["lots"][t] = lots.sum(axis=(1, 2))
         out["width"][t] = np.where(both, ask - bid, np.nan)
         out["centre"][t] = np.where(both, 0.5 * (bid + ask) - 0.5 * mid2, np.nan)
@@ -100,7 +107,7 @@ def binned(rec: dict[str, np.ndarray], state: str, quantity: str) -> list[dict]:
     """Per bin of ``state``: mean over episodes of the episode mean of ``quantity`` (95% t interval)."""
     x, y = rec[state], rec[quantity]
     rows = []
-    for lo, hi in zip(EDGES[:-1], EDGES[1:]):
+    for lo, hi in zip(EDGES[:-1], EDGES[1:], strict=True):
         inside = (x >= lo) & ((x < hi) | (hi == EDGES[-1])) & np.isfinite(y)
         counts = inside.sum(axis=0)
         per_episode = np.where(inside, y, 0.0).sum(axis=0)[counts > 0] / counts[counts > 0]
@@ -120,20 +127,24 @@ def figure(results: dict, env_name: str, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = {"width": "quote width (ticks)", "centre": "quote centre - mid (ticks)", "lots": "lots wanted (both sides)"}
-    fig, axes = plt.subplots(len(labels), 2, figsize=(10, 10), sharex=True)
+    panels = {"distance from mid (ticks)": ("bid_dist", "ask_dist"), "share of steps quoting": ("bid_on", "ask_on"),
+              "lots wanted (both sides)": ("lots",)}
+    fig, axes = plt.subplots(len(panels), 2, figsize=(11, 10), sharex=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for col, state in enumerate(STATES):
-        for row, q in enumerate(labels):
+        for row, (label, qs) in enumerate(panels.items()):
             ax = axes[row, col]
-            for name, r in results["agents"].items():
-                rows = [b for b in r[state][q] if b["mean"] is not None]
-                xs = [0.5 * sum(b["bin"]) for b in rows]
-                ax.errorbar(xs, [b["mean"] for b in rows],
-                            yerr=[[b["mean"] - b["ci"][0] for b in rows], [b["ci"][1] - b["mean"] for b in rows]],
-                            marker="o", capsize=3, label=name)
-            ax.set_ylabel(labels[q])
+            for a, (name, r) in enumerate(results["agents"].items()):
+                for q, style in zip(qs, ("-", "--")[:len(qs)], strict=True):
+                    rows = [b for b in r[state][q] if b["mean"] is not None]
+                    xs = [0.5 * sum(b["bin"]) for b in rows]
+                    side = "" if len(qs) == 1 else f" {q.split('_')[0]}"
+                    ax.errorbar(xs, [b["mean"] for b in rows], yerr=[[b["mean"] - b["ci"][0] for b in rows],
+                                [b["ci"][1] - b["mean"] for b in rows]], marker="o", ms=3, capsize=2,
+                                linestyle=style, color=colours[a % len(colours)], label=f"{name}{side}")
+            ax.set_ylabel(label)
             ax.grid(alpha=0.3)
-            if row == len(labels) - 1:
+            if row == len(panels) - 1:
                 ax.set_xlabel(f"{state} seen at the decision")
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"{env_name}: quotes against the book's state ({results['episodes']} episodes from seed "
@@ -146,24 +157,26 @@ def figure(results: dict, env_name: str, out: Path) -> None:
 def table(results: dict) -> str:
     lines = []
     for state in STATES:
-        lines += [f"| {state} bin | " + " | ".join(f"{a}: width / centre / two-sided / lots" for a in results["agents"]) + " |",
+        head = " | ".join(f"{a}: bid dist / ask dist / bid on / ask on / lots" for a in results["agents"])
+        lines += [f"| {state} bin | {head} |",
                   "|---|" + "---|" * len(results["agents"])]
         for k in range(len(EDGES) - 1):
             cells = []
             for r in results["agents"].values():
-                w, c, s, n = (r[state][q][k]["mean"] for q in QUANTITIES)
-                cells.append(" / ".join("-" if v is None else f"{v:.2f}" for v in (w, c, s, n)))
+                vals = (r[state][q][k]["mean"] for q in SHOWN)
+                cells.append(" / ".join("-" if v is None else f"{v:.2f}" for v in vals))
             lo, hi = EDGES[k], EDGES[k + 1]
             lines.append(f"| [{lo:+.2f}, {hi:+.2f}) | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["| agent | width | centre | two-sided | lots | " + " | ".join(f"markout +{h} steps, ticks/lot [95% t]"
-                                                         for h in MARKOUTS) + " |",
-              "|---|---|---|---|---|" + "---|" * len(MARKOUTS)]
+    marks = " | ".join(f"markout +{h} steps, ticks/lot [95% t]" for h in MARKOUTS)
+    lines += [f"| agent | bid dist | ask dist | bid on | ask on | width | lots | {marks} |",
+              "|---|---|---|---|---|---|---|" + "---|" * len(MARKOUTS)]
     for name, r in results["agents"].items():
         o = r["overall"]
         mk = [f"{o[f'markout_{h}']['mean']:+.3f} [{o[f'markout_{h}']['ci'][0]:+.3f}, {o[f'markout_{h}']['ci'][1]:+.3f}]"
               for h in MARKOUTS]
-        lines.append(f"| {name} | {o['width']:.2f} | {o['centre']:+.3f} | {o['two_sided']:.2f} | {o['lots']:.2f} | "
+        lines.append(f"| {name} | {o['bid_dist']:.2f} | {o['ask_dist']:.2f} | {o['bid_on']:.2f} | {o['ask_on']:.2f} | "
+                     f"{o['width']:.2f} | {o['lots']:.2f} | "
                      + " | ".join(mk) + " |")
     lines.append("")
     return "\n".join(lines)
