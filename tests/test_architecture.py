@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "book_simulation": 4,
     "env": 5,
     "vec_env": 6,
+    "gym_vector": 6,  # the Gymnasium VectorEnv over the same simulation (no SB3, no torch)
     "__init__": 7,
     "agents": 8,
     "bench": 9,
