@@ -57,16 +57,12 @@ def row(ev, comparison=None, score=None) -> dict:
     return r
 
 
-def wall_seconds(run: Path) -> float | None:
+def wall_seconds(run: Path) -> float:
     """The trial's wall time from its meta.json (start) to report.json (written at the end)."""
-    meta = json.loads((run / "meta.json").read_text())
-    start = meta.get("started") or meta.get("start") or meta.get("created")
-    if start is None:
-        return None
     from datetime import datetime
 
-    return (datetime.fromtimestamp((run / "report.json").stat().st_mtime).astimezone()
-            - datetime.fromisoformat(start)).total_seconds()
+    start = datetime.fromisoformat(json.loads((run / "meta.json").read_text())["started"])
+    return (datetime.fromtimestamp((run / "report.json").stat().st_mtime).astimezone() - start).total_seconds()
 
 
 def analyse(studies: list[Path], previous: dict | None = None) -> dict:

@@ -80,8 +80,6 @@ class MarketMakingVectorEnv(VectorEnv):
         self.config = load_env_config(config)
         self.sim = make_simulation(self.config, int(num_envs), parallel=parallel)
         self.num_envs = n = self.sim.n_envs
-        self.metadata = dict(type(self).metadata)
-        self.metadata["autoreset_mode"] = AutoresetMode.SAME_STEP
         self.render_mode = None
         self.single_observation_space, self.single_action_space = build_spaces(self.config, self.sim)
         self.observation_space = batch_space(self.single_observation_space, n)
