@@ -335,7 +335,7 @@ def test_avellaneda_stoikov_experiment_on_the_paper_env(gamma):
     """The paper's experiment on ``as2008_paper`` (quotes through the mid allowed), 1,000 episodes on
     common seeds: both strategies quote the same average spread; the inventory strategy has a lower
     std of PnL and of q_T than the symmetric benchmark, and the gap closes as gamma falls."""
-    from lobgym.agents.evaluation import evaluate, paired_differences
+    from lobgym.evaluation import evaluate, paired_differences
 
     env = load_env_config("as2008_paper")
     agents = {name: make_agent({"name": name, "kind": "avellaneda_stoikov",

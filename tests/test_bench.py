@@ -10,8 +10,8 @@ import sys
 import pytest
 import yaml
 
-from lobgym.bench import BenchSpec, bench_book_env, bench_book_flow, load_bench_spec, run_spec
 from lobgym.config import ConfigError
+from lobgym.tools.bench import BenchSpec, bench_book_env, bench_book_flow, load_bench_spec, run_spec
 
 
 def test_book_flow_row_counts_events_and_memory():
@@ -116,7 +116,7 @@ def test_run_spec_writes_json_figure_and_report(tmp_path):
 
 
 def test_run_spec_accepts_a_yaml_path_and_writes_training_rows(tmp_path, monkeypatch):
-    import lobgym.bench as bench
+    import lobgym.tools.bench as bench
 
     calls = []
 

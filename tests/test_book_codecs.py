@@ -26,7 +26,7 @@ from lobgym.config import ConfigError, load_env_config
 from lobgym.market import book as B
 from lobgym.market.constants import ASK, BID
 from lobgym.presets import list_presets, read_yaml
-from lobgym.simulation import ActionError
+from lobgym.simulation_base import ActionError
 
 PRESETS = ("cst2010", "hawkes", "queue_reactive")
 ALL_FEATURES = list(BOOK_FEATURES)

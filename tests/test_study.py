@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
-import lobgym.study as study
+import lobgym.tools.study as study
 from lobgym.config import ConfigError
-from lobgym.study import run_study
+from lobgym.tools.study import run_study
 
 TINY_PPO: dict[str, Any] = {
     "kind": "ppo", "n_envs": 2, "policy": {"net_arch": [8, 8]},
@@ -398,7 +398,7 @@ def test_leftovers_of_interrupted_writes_are_removed_when_a_study_resumes(local_
 
 
 def test_an_unreadable_finished_trial_is_recorded_and_the_study_and_its_report_go_on(local_study, tmp_path):
-    from lobgym.report import write_report
+    from lobgym.tools.report import write_report
 
     out = tmp_path / "study"
     shutil.copytree(local_study, out)
