@@ -384,6 +384,7 @@ def test_inventory_stays_within_the_limit_under_any_actions_and_latencies(preset
         assert worst == 4, (preset, k, worst)  # the limit was reached: the check bit
 
 
+@pytest.mark.slow
 def test_tiny_ppo_and_sac_train_on_the_book_env():
     import torch
     from stable_baselines3 import PPO, SAC

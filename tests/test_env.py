@@ -502,6 +502,7 @@ def run_python(code: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_single_env_does_not_import_torch_or_sb3_and_vec_env_imports_lazily() -> None:
     out = run_python("""
         import sys
