@@ -22,6 +22,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "lobgym"
 LAYERS: dict[str, int] = {
     "market": 0,
     "config_base": 0,  # pydantic only: the strict base every config model subclasses
+    "market_kinds": 1,  # stdlib: market.kind -> its config, simulation, baselines (named, imported on use)
     "rewards": 1,
     "spaces": 1,
     "book_spaces": 1,
@@ -38,19 +39,17 @@ LAYERS: dict[str, int] = {
     "state_files": 1,  # numpy + json: run state in files that do not execute
     "folders": 1,  # stdlib: one writer per run / study folder, leftovers of interrupted writes
     "config": 2,
-    "simulation": 3,
-    "book_simulation": 4,
+    "simulation_base": 3,  # the frame both market kinds' simulations extend
+    "simulation": 4,  # the reduced-form market's simulation
+    "book_simulation": 4,  # the order book's: neither simulation imports the other
     "env": 5,
     "vec_env": 6,
     "gym_vector": 6,  # the Gymnasium VectorEnv over the same simulation (no SB3, no torch)
+    "evaluation": 6,  # common-random-number evaluation, stepping the simulation (no SB3, no torch)
     "__init__": 7,
     "agents": 8,
-    "bench": 9,
-    "validation": 8,
-    "study": 9,
     "tasks": 9,  # the task suite: presets, protocols, references and normalised scores over evaluation
-    "plots": 9,
-    "report": 10,
+    "tools": 10,  # bench, study, report, validation: tools over the product (import agents, never imported)
     "cli": 11,
     "__main__": 12,
 }
@@ -59,7 +58,9 @@ LAYERS: dict[str, int] = {
 ENGINE_THIRD_PARTY = {"numpy", "numba"}
 #: Engine modules that hold compiled kernels or numba options: the oracle must not use them.
 KERNEL_MODULES = {"lobgym.market._jit", "lobgym.market.rng", "lobgym.market.model", "lobgym.market.step",
-                  "lobgym.market.book", "lobgym.market.flow", "lobgym.market.book_market"}
+                  "lobgym.market.book", "lobgym.market.flow", "lobgym.market.flow.common",
+                  "lobgym.market.flow.cst", "lobgym.market.flow.hawkes", "lobgym.market.flow.queue_reactive",
+                  "lobgym.market.flow.informed", "lobgym.market.flow.dispatch", "lobgym.market.book_market"}
 #: The slow test oracles: they use no numba and no kernel, and nothing in the package uses them.
 ORACLES = {"lobgym.market.reference", "lobgym.market.reference_book"}
 
@@ -184,7 +185,7 @@ GOOD = [
     ("lobgym.config", "from lobgym import presets\nfrom lobgym.rewards import x\nfrom .spaces import y\n"),
     ("lobgym.env", "import gymnasium\nfrom lobgym.simulation import S\nfrom lobgym.config import c\n"),
     ("lobgym.agents.baselines", "from lobgym.vec_env import make_vec_env\nfrom lobgym.agents import x\n"),
-    ("lobgym.bench", "from lobgym import ENV_ID\n"),
+    ("lobgym.tools.bench", "from lobgym import ENV_ID\n"),
     ("lobgym.cli", "def f():\n    from lobgym.agents import make_agent\n"),
 ]
 

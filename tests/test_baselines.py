@@ -184,6 +184,7 @@ def rk4_hjb_depths(phi, alpha, kappa, lam, big_q, n_steps, dt, substeps=200):
     ({"inventory_bound": 6}, 0.5, 0.001, 1.0, 10.0),  # penalties from the cj2015 reward
     ({"inventory_bound": 4, "phi": 0.1, "alpha": 0.3}, 0.1, 0.3, 1.5, 8.0),
 ])
+@pytest.mark.slow
 def test_cartea_jaimungal_matches_an_rk4_solution_of_the_hjb(params, phi, alpha, kappa, lam):
     env = env_with("cj2015", market={"fill": {"rule": "poisson", "A": lam, "k": kappa}})
     agent = make_agent({"kind": "cartea_jaimungal", "params": params}, env)
@@ -335,7 +336,7 @@ def test_avellaneda_stoikov_experiment_on_the_paper_env(gamma):
     """The paper's experiment on ``as2008_paper`` (quotes through the mid allowed), 1,000 episodes on
     common seeds: both strategies quote the same average spread; the inventory strategy has a lower
     std of PnL and of q_T than the symmetric benchmark, and the gap closes as gamma falls."""
-    from lobgym.agents.evaluation import evaluate, paired_differences
+    from lobgym.evaluation import evaluate, paired_differences
 
     env = load_env_config("as2008_paper")
     agents = {name: make_agent({"name": name, "kind": "avellaneda_stoikov",
@@ -354,6 +355,7 @@ def test_avellaneda_stoikov_experiment_on_the_paper_env(gamma):
         assert ask[0] < 0
 
 
+@pytest.mark.slow
 def test_inventory_strategy_cuts_risk_against_the_symmetric_benchmark():
     """On ``as2008`` (depths clipped at the mid), gamma = 0.1: the inventory strategy roughly halves the
     std of PnL and cuts the std of q_T by two thirds against the symmetric benchmark."""

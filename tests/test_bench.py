@@ -10,10 +10,11 @@ import sys
 import pytest
 import yaml
 
-from lobgym.bench import BenchSpec, bench_book_env, bench_book_flow, load_bench_spec, run_spec
 from lobgym.config import ConfigError
+from lobgym.tools.bench import BenchSpec, bench_book_env, bench_book_flow, load_bench_spec, run_spec
 
 
+@pytest.mark.slow
 def test_book_flow_row_counts_events_and_memory():
     row = bench_book_flow(n_books=4, seconds_simulated=5.0)
     # CST (2010) rates sum to roughly 20-40 events per second per book.
@@ -23,6 +24,7 @@ def test_book_flow_row_counts_events_and_memory():
     assert row["memory_1000_books_200_levels_1024_orders_bytes"] == 1000 * 8 * (200 * 4 + 1024 * 9 + 15)
 
 
+@pytest.mark.slow
 def test_book_env_row_counts_background_events_per_step():
     from lobgym.config import load_env_config
     from tests.test_book_env import small
@@ -83,6 +85,7 @@ def _check_outputs(out, result):
     return data, (out / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_run_spec_writes_json_figure_and_report(tmp_path):
     from tests.test_book_env import small
 
@@ -116,7 +119,7 @@ def test_run_spec_writes_json_figure_and_report(tmp_path):
 
 
 def test_run_spec_accepts_a_yaml_path_and_writes_training_rows(tmp_path, monkeypatch):
-    import lobgym.bench as bench
+    import lobgym.tools.bench as bench
 
     calls = []
 

@@ -142,6 +142,7 @@ def test_reference_constants_equal_the_book():
 
 
 # -------------------------------------------------------------------------- priority rules
+@pytest.mark.slow
 def test_fifo_within_a_level(make):
     bk = make(8)
     assert [bk.add_limit(ASK, 101, q, owner) for q, owner in ((2, 0), (3, 1), (4, 0))] == [0, 1, 2]
@@ -577,24 +578,28 @@ FAST = settings(max_examples=1500, derandomize=True, deadline=None, database=Non
 SLOW = settings(FAST, max_examples=3000)
 
 
+@pytest.mark.slow
 @FAST
 @given(scenarios())
 def test_differential_whole_sequence(sc):
     run_whole_sequence(sc)
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=800)
 @given(scenarios())
 def test_differential_event_by_event(sc):
     run_event_by_event(sc)
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=300)
 @given(batches())
 def test_batch_equals_one_book_at_a_time(scs):
     run_batch(scs)
 
 
+@pytest.mark.slow
 def test_scenarios_exercise_parking_rejection_and_walks():
     """The generator reaches the interesting paths (else the properties above would prove little)."""
     seen = {"parked": 0, "rejected": 0, "walk": 0, "recentered_in": 0}

@@ -26,7 +26,7 @@ from lobgym.config import ConfigError, load_env_config
 from lobgym.market import book as B
 from lobgym.market.constants import ASK, BID
 from lobgym.presets import list_presets, read_yaml
-from lobgym.simulation import ActionError
+from lobgym.simulation_base import ActionError
 
 PRESETS = ("cst2010", "hawkes", "queue_reactive")
 ALL_FEATURES = list(BOOK_FEATURES)
@@ -165,6 +165,7 @@ def decode_sim(kind: str, levels: int, n: int) -> BookSimulation:
     return BookSimulation(load_env_config(env_cfg(kind=kind, levels=levels)), n)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,levels", CODECS)
 def test_decode_matches_the_docstring_oracle(kind, levels):
     n = 240
@@ -533,6 +534,7 @@ def test_kept_ladder_levels_keep_their_ids_and_queue_places():
 
 
 # ------------------------------------------------------------------------------ determinism
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,levels", [("ladder", 4), ("spread_skew", 1)])
 def test_serial_and_threaded_kernels_give_identical_episodes(kind, levels):
     from conftest import assert_traces_equal, episode_ends, vec_trace

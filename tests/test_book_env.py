@@ -18,7 +18,7 @@ from lobgym.config import BookEnvConfig, ConfigError, load_env_config
 from lobgym.market import book as B
 from lobgym.market.constants import ASK, BID
 from lobgym.presets import list_presets, read_yaml
-from lobgym.simulation import ActionError
+from lobgym.simulation_base import ActionError
 
 
 def small(**market) -> dict:
@@ -286,7 +286,7 @@ def test_observation_is_inside_its_bounds_and_shows_the_agents_queue():
 
 def test_book_baselines_quote_and_skew_against_inventory():
     from lobgym.agents import make_agent
-    from lobgym.agents.evaluation import evaluate
+    from lobgym.evaluation import evaluate
 
     cfg = load_env_config(small())
     quoter = make_agent({"kind": "book_quoter", "params": {"offset": 1, "size": 2, "skew": 1.0, "max_inventory": 3}},
@@ -301,9 +301,11 @@ def test_book_baselines_quote_and_skew_against_inventory():
     sizes = np.rint(u[:, 2:4] * codec.max_size)
     np.testing.assert_array_equal(offsets, [[0, 4], [1, 1], [3, 0]])  # long: bid further, ask closer
     np.testing.assert_array_equal(sizes, [[2, 0], [2, 2], [2, 2]])  # at -3 it stops selling
-    with pytest.raises(ConfigError, match="kind = 'avellaneda_stoikov': not available on the order-book env"):
+    with pytest.raises(ConfigError, match="kind = 'avellaneda_stoikov': not available on the book env '.*'; it runs "
+                                         "on market.kind = reduced_form; allowed there: book_quoter, random"):
         make_agent("avellaneda_stoikov", cfg)
-    with pytest.raises(ConfigError, match="kind = 'book_quoter': needs an order-book env"):
+    with pytest.raises(ConfigError, match="kind = 'book_quoter': not available on the reduced_form env 'as2008'; "
+                                         "it runs on market.kind = book"):
         make_agent("book_quoter", "as2008")
     ev = evaluate(make_agent("book_quoter", cfg), cfg, episodes=4, seed=0)
     assert ev.summary["fills_mean"] > 0 and np.isfinite(ev.summary["spread_pnl_mean"])
@@ -382,6 +384,7 @@ def test_inventory_stays_within_the_limit_under_any_actions_and_latencies(preset
         assert worst == 4, (preset, k, worst)  # the limit was reached: the check bit
 
 
+@pytest.mark.slow
 def test_tiny_ppo_and_sac_train_on_the_book_env():
     import torch
     from stable_baselines3 import PPO, SAC

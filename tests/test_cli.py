@@ -111,9 +111,16 @@ def test_bench_runs_and_reports_ratios(tmp_path):
     lobgym("bench", "--n-envs", "1,300", "--seconds", "0.05", "--no-startup", "--no-book", "--json", str(out_json))
     data = json.loads(out_json.read_text())
     rows = data["rows"]
-    assert [r["n_envs"] for r in rows] == [1, 1, 300]
+    # per N: the SB3 VecEnv, gymnasium.make_vec's fused VectorEnv, and its SyncVectorEnv over single envs
+    kinds = ("batched", "gymnasium.make_vec", "gymnasium.make_vec(sync)")
+    assert [(r["n_envs"], r["what"].split()[0]) for r in rows] == [(1, "single"), *[(n, w) for n in (1, 300)
+                                                                                   for w in kinds]]
     assert all(r["steps_per_s"] > 0 for r in rows)
-    assert rows[2]["ratio_to_bare"] == pytest.approx(rows[2]["steps_per_s"] / rows[2]["bare_steps_per_s"])
+    assert rows[4]["ratio_to_bare"] == pytest.approx(rows[4]["steps_per_s"] / rows[4]["bare_steps_per_s"])
+    assert [g["n_envs"] for g in data["gym_vector"]] == [1, 300]
+    g = data["gym_vector"][1]
+    assert g["make_vec_over_vec_env"] == pytest.approx(rows[5]["steps_per_s"] / rows[4]["steps_per_s"])
+    assert g["make_vec_over_sync"] == pytest.approx(rows[5]["steps_per_s"] / rows[6]["steps_per_s"])
     proc = lobgym("bench", "--n-envs", "0,x", check=False)
     assert proc.returncode == 2 and "--n-envs" in proc.stdout
 

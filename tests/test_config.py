@@ -335,8 +335,8 @@ def at(data: dict, path: tuple, value) -> dict:
 def test_every_config_model_subclasses_the_one_strict_base() -> None:
     from pydantic import BaseModel
 
-    import lobgym.bench
-    import lobgym.study  # noqa: F401  (defines the study models)
+    import lobgym.tools.bench
+    import lobgym.tools.study  # noqa: F401  (defines the study models)
     from lobgym.config_base import Strict
 
     def subclasses(cls):
@@ -500,7 +500,7 @@ def test_model_copy_with_an_update_is_validated() -> None:
 
 def test_study_learning_rate_copies_stay_valid() -> None:
     from lobgym.config import LRControlConfig
-    from lobgym.study import with_initial_lr
+    from lobgym.tools.study import with_initial_lr
 
     fixed = with_initial_lr(load_training_config("ppo"), 1e-3)
     assert fixed.learning_rate == 1e-3

@@ -105,6 +105,7 @@ def assert_finite_steps(cfg, seed: int) -> None:
         env.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PRESETS)
 @settings(max_examples=100, derandomize=True, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow])

@@ -20,7 +20,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 import lobgym
 from lobgym.env import MarketMakingEnv
 from lobgym.presets import list_presets, read_yaml
-from lobgym.simulation import ActionError
+from lobgym.simulation_base import ActionError
 
 SRC = Path(lobgym.__file__).resolve().parents[1]
 
@@ -502,6 +502,7 @@ def run_python(code: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_single_env_does_not_import_torch_or_sb3_and_vec_env_imports_lazily() -> None:
     out = run_python("""
         import sys

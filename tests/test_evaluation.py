@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lobgym.agents.evaluation import evaluate, paired_differences
+from lobgym.evaluation import evaluate, paired_differences
 from lobgym.metrics import METRICS
 from lobgym.stats import paired_diff
 from lobgym.vec_env import make_vec_env

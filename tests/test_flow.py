@@ -76,7 +76,7 @@ def test_event_counts_match_the_configured_rates():
 
 def test_paper_parameters_keep_a_two_sided_book_and_are_deterministic():
     def run(seed: int):
-        params = F.make_cst_params([1.85, 1.51, 1.09, 0.88, 0.77], [0.71, 0.81, 0.68, 0.56, 0.47], 0.94,
+        params = F.cst_params([1.85, 1.51, 1.09, 0.88, 0.77], [0.71, 0.81, 0.68, 0.56, 0.47], 0.94,
                                    levels=10, k=1.92, alpha=0.52)
         n = 4
         book, fills, flow = B.make_book(n, 200, 1024), B.make_fill_log(n, 256), F.make_flow_state(n)

@@ -185,17 +185,29 @@ def test_spaces_contain_observations_and_seeding_is_reproducible() -> None:
     assert not np.array_equal(a[:, 3], b[:, 3])
 
 
-def test_make_vec_with_a_vector_entry_point_builds_it_without_warnings() -> None:
-    spec = gymnasium.envs.registration.EnvSpec("lobgym/VectorTest-v0",
-                                               vector_entry_point="lobgym.gym_vector:MarketMakingVectorEnv")
+def test_make_vec_of_the_registered_id_builds_the_fused_vector_env() -> None:
+    from lobgym import ENV_ID
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        venv = gymnasium.make_vec(spec, num_envs=2, config=CONFIGS["as2008"])
-    assert isinstance(venv, MarketMakingVectorEnv) and venv.num_envs == 2
-    obs, _ = venv.reset(seed=0)
-    assert obs.shape == (2, 2)
+        venv = gymnasium.make_vec(ENV_ID, num_envs=3, config=CONFIGS["as2008"])
+    assert type(venv) is MarketMakingVectorEnv and venv.num_envs == 3
+    direct = MarketMakingVectorEnv(3, config=CONFIGS["as2008"])
+    acts = actions_for(direct, 15)
+    for env in (venv, direct):
+        env.reset(seed=7)
+    for t, a in enumerate(acts):  # crosses the 12-step horizon: autoreset included
+        (o1, r1, d1, _, _), (o2, r2, d2, _, _) = venv.step(a), direct.step(a)
+        np.testing.assert_array_equal(o1, o2, err_msg=f"step {t}")
+        np.testing.assert_array_equal(r1, r2, err_msg=f"step {t}")
+        np.testing.assert_array_equal(d1, d2, err_msg=f"step {t}")
     venv.close()
     assert venv.closed
+    # the loop over single envs stays available by name, and Gymnasium refuses what the fused env cannot take
+    sync = gymnasium.make_vec(ENV_ID, num_envs=2, vectorization_mode="sync", config=CONFIGS["as2008"])
+    assert isinstance(sync, SyncVectorEnv) and sync.num_envs == 2
+    with pytest.raises(gymnasium.error.Error, match="vector_kwargs"):
+        gymnasium.make_vec(ENV_ID, num_envs=2, vector_kwargs={"copy": False}, config=CONFIGS["as2008"])
 
 
 # ------------------------------------------------------------------------------------ errors

@@ -135,6 +135,7 @@ def _random_quotes(gen: np.random.Generator, n: int, max_depth: float, max_size:
     return depth[0], depth[1], sizes[0], sizes[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(DIFF_CONFIGS))
 def test_engine_matches_reference_exactly(name):
     """The batched kernels and the pure-Python oracle agree bit for bit, every step, over 2+ episodes."""
@@ -279,6 +280,7 @@ def _assert_histories_equal(a: list[dict], b: list[dict]) -> None:
             np.testing.assert_array_equal(x[k], y[k], err_msg=f"step {t}: {k}")
 
 
+@pytest.mark.slow
 def test_serial_parallel_and_repeated_runs_are_identical():
     """Serial and multi-core kernels, and two runs with the same seeds, give bit-identical histories."""
     cfg = load_env_config(DET_CONFIG)
@@ -307,6 +309,7 @@ def test_serial_and_parallel_vec_envs_return_the_same_steps():
     assert_traces_equal(serial, parallel)
 
 
+@pytest.mark.slow
 def test_market_step_kernels_serial_equals_parallel():
     """The engine's own batched entry points: step == step_parallel, bit for bit."""
     p = market_params(load_env_config(DIFF_CONFIGS["everything"]))

@@ -56,7 +56,7 @@ def test_durations_and_the_interval_variable(monkeypatch):
 
 
 def test_the_study_display_prints_lines_off_a_terminal(capsys, monkeypatch):
-    from lobgym.study import _Display
+    from lobgym.tools.study import _Display
 
     monkeypatch.setenv("LOBGYM_PROGRESS_INTERVAL", "3600")
     with _Display(total=3, done=1, enabled=True) as display:

@@ -110,7 +110,7 @@ def test_run_metadata_is_the_provenance_record():
 
 
 def test_a_benchmark_records_the_same_provenance(tmp_path, monkeypatch):
-    import lobgym.bench as bench
+    import lobgym.tools.bench as bench
 
     monkeypatch.setattr(bench, "bench_training", lambda env, agent, timesteps: {
         "what": "PPO training (ppo)", "env": env, "agent": agent, "n_envs": 1, "timesteps": timesteps,

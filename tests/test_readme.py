@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import yaml
 
 import lobgym
@@ -66,6 +67,7 @@ def _blocks_in(text: str) -> list[str]:
     return re.findall(r"```bash\n(.*?)```", text, flags=re.S)
 
 
+@pytest.mark.slow
 def test_lr_controller_example_runs():
     (example,) = [b for b in _blocks("python") if "LRController" in b]
     example = example.replace("100_000", "256").replace("16, seed", "2, seed")  # a tiny budget, as written otherwise

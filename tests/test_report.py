@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lobgym.report import curve_bands, summarize_arms, write_report
 from lobgym.stats import describe, mean_ci
-from lobgym.study import COLUMNS, load_results
+from lobgym.tools.report import curve_bands, summarize_arms, write_report
+from lobgym.tools.study import COLUMNS, load_results
 
 PNG = b"\x89PNG\r\n\x1a\n"
 BASELINES = {"random": {"return_mean": 0.0, "pnl_mean": 1.0, "pnl_std": 2.0, "sharpe": 0.5,

@@ -55,6 +55,7 @@ def test_the_old_percentile_bootstrap_does_not_cover_95_percent_at_few_seeds(n, 
     assert abs(got - 0.95) > TOLERANCE  # the coverage check above would fail on it
 
 
+@pytest.mark.slow
 def test_bca_interval_from_its_threshold_covers_95_percent():
     def bca(x: np.ndarray) -> tuple[float, float]:
         ci = mean_ci(x, resamples=999)

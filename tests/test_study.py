@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
-import lobgym.study as study
+import lobgym.tools.study as study
 from lobgym.config import ConfigError
-from lobgym.study import run_study
+from lobgym.tools.study import run_study
 
 TINY_PPO: dict[str, Any] = {
     "kind": "ppo", "n_envs": 2, "policy": {"net_arch": [8, 8]},
@@ -93,6 +93,7 @@ def local_study(grid_spec, tmp_path_factory) -> Path:
     return run_study(str(grid_spec), out=tmp_path_factory.mktemp("local") / "study", workers=2, progress=False)
 
 
+@pytest.mark.slow
 def test_local_backend_runs_every_trial_and_writes_one_row_per_evaluation(local_study):
     rows = _rows(local_study)
     assert {r["trial"] for r in rows} == TRIALS
@@ -199,6 +200,7 @@ def test_a_ray_without_token_authentication_is_refused_naming_its_version(tmp_pa
     assert not (tmp_path / "study").exists()
 
 
+@pytest.mark.slow
 def test_a_failing_trial_is_recorded_and_the_others_finish(tmp_path):
     bad = {**TINY_PPO, "hyperparams": {**TINY_PPO["hyperparams"], "batch_size": 1}}  # SB3 rejects it at start
     spec = _spec(tmp_path / "spec", {"ok": TINY_PPO, "bad": bad}, seeds=[0])
@@ -302,6 +304,7 @@ def _no_pool(monkeypatch) -> None:
     monkeypatch.setattr(study, "ProcessPoolExecutor", no_pool)
 
 
+@pytest.mark.slow
 def test_a_changed_spec_trains_the_changed_trial_anew_and_rows_say_what_each_trial_ran(tmp_path, monkeypatch):
     first = _spec(tmp_path / "first", {"a": TINY_PPO}, seeds=[0])
     longer = _spec(tmp_path / "longer", {"a": TINY_PPO}, seeds=[0], timesteps=384)
@@ -397,8 +400,9 @@ def test_leftovers_of_interrupted_writes_are_removed_when_a_study_resumes(local_
     assert all(p.read_text() == "mine" for p in kept)
 
 
+@pytest.mark.slow
 def test_an_unreadable_finished_trial_is_recorded_and_the_study_and_its_report_go_on(local_study, tmp_path):
-    from lobgym.report import write_report
+    from lobgym.tools.report import write_report
 
     out = tmp_path / "study"
     shutil.copytree(local_study, out)

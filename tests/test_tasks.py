@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from lobgym import cli, tasks
 from lobgym.agents import make_agent
-from lobgym.agents.evaluation import evaluate
 from lobgym.config import BookEnvConfig, TrainingConfig, load_agent_config, load_env_config
+from lobgym.evaluation import evaluate
 from lobgym.presets import list_presets, load_yaml
 from lobgym.stats import BCA_MIN_N, paired_ratio_ci
 

@@ -323,7 +323,7 @@ def test_a_run_folder_holds_config_metadata_logs_checkpoints_models_and_report(k
     # the scores recorded while training
     md = (run_dir / "report.md").read_text()
     for row in (f"{preset['name']} (final)", f"{preset['name']} (best)",
-                *training.DEFAULT_BASELINES["reduced_form"]):
+                *training.default_baselines(load_env_config(ENV))):
         assert f"| {row} |" in md, row
     assert f"seeds {EVAL_SEED}..{EVAL_SEED + 7}" in md
     report = json.loads((run_dir / "report.json").read_text())
@@ -332,7 +332,7 @@ def test_a_run_folder_holds_config_metadata_logs_checkpoints_models_and_report(k
     assert rows[f"{preset['name']} (final)"]["return_mean"] == pytest.approx(returns[-1], rel=1e-9)
     assert rows[f"{preset['name']} (best)"]["return_mean"] == pytest.approx(max(returns), rel=1e-9)
     baselines = json.loads((run_dir / "baselines.json").read_text())
-    assert list(baselines) == training.DEFAULT_BASELINES["reduced_form"]
+    assert list(baselines) == training.default_baselines(load_env_config(ENV))
     assert all(rows[name] == baselines[name] for name in baselines)
 
 

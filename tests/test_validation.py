@@ -20,7 +20,7 @@ from lobgym.config import ConfigError, load_env_config
 from lobgym.io import write_json_atomic
 from lobgym.market import book as B
 from lobgym.market import flow as F
-from lobgym.validation import FlowRecord, book_market, facts_from_record, plot_stylised_facts, stylised_facts
+from lobgym.tools.validation import FlowRecord, book_market, facts_from_record, plot_stylised_facts, stylised_facts
 
 BOOKS, SECONDS = 12, 300.0
 CST = {"market": {"kind": "book", "horizon": 60, "dt": 1, "warmup": 100, "flow": {"model": "cst"}}}

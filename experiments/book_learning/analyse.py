@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from lobgym.agents import make_agent
-from lobgym.agents.evaluation import evaluate, paired_differences
+from lobgym.evaluation import evaluate, paired_differences
 from lobgym.io import write_json_atomic
 from lobgym.stats import mean_ci, paired_ratio_ci
 from lobgym.tasks import build_agent, get_task, resolve_agent, task_env

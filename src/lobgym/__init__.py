@@ -1,7 +1,9 @@
 """lobgym: a numba-accelerated market-making simulator exposed as Gymnasium environments.
 
-``import lobgym`` registers ``lobgym/MarketMaking-v0`` with Gymnasium. The SB3 ``VecEnv`` is
-imported lazily so that making a single env never imports torch.
+``import lobgym`` registers ``lobgym/MarketMaking-v0`` with Gymnasium: ``gymnasium.make`` builds one
+:class:`~lobgym.env.MarketMakingEnv`, ``gymnasium.make_vec(..., num_envs=N)`` one
+:class:`~lobgym.gym_vector.MarketMakingVectorEnv` (N envs, one kernel call per step). The SB3 ``VecEnv``
+is imported lazily so that making a single env never imports torch.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ except PackageNotFoundError:  # running from a source tree without installing
 
 ENV_ID = "lobgym/MarketMaking-v0"
 if ENV_ID not in gymnasium.registry:
-    gymnasium.register(id=ENV_ID, entry_point="lobgym.env:MarketMakingEnv")
+    # make_vec builds the fused VectorEnv (one kernel call per step), not a SyncVectorEnv of N single envs
+    gymnasium.register(id=ENV_ID, entry_point="lobgym.env:MarketMakingEnv",
+                       vector_entry_point="lobgym.gym_vector:MarketMakingVectorEnv")
 
 __all__ = [
     "ENV_ID",

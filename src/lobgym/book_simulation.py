@@ -2,8 +2,8 @@
 run each book's flow with the agent's latency, settle fills, compute reward terms, write the
 (delayed) observations and, at the horizon, episode metrics; auto-reset where asked.
 
-The same interface as :class:`~lobgym.simulation.Simulation`, so the env and VecEnv adapters take
-either: ``actions``, ``buffers``, ``seed``, ``reset``, ``step``, ``n_done``, ``term_names``.
+A :class:`~lobgym.simulation_base.SimulationBase`, like the reduced-form
+:class:`~lobgym.simulation.Simulation`, so the env and vector adapters take either.
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ from lobgym.market.book_market import (
     DELAY_EXPONENTIAL,
     DELAY_UNIFORM,
     AgentArrays,
+    BookEpisodeStats,
     BookMarketParams,
     BookMarketState,
+    BookStepOutcome,
     MarketScalars,
     begin_step_outcome,
     book_reset_one,
@@ -47,8 +49,8 @@ from lobgym.market.book_market import (
 from lobgym.market.constants import NO_INVENTORY_LIMIT
 from lobgym.market.rng import make_rng
 from lobgym.metrics import BOOK_METRICS, write_book_metrics_one
-from lobgym.rewards import build_reward_spec, reset_reward_state_one, reward_one
-from lobgym.simulation import _PARALLEL_CHUNKS, ActionError, Buffers, _bind, _seed_all, count_done
+from lobgym.rewards import reset_reward_state_one, reward_one
+from lobgym.simulation_base import PARALLEL_CHUNKS, SimulationBase, count_done
 from lobgym.spaces import find_bad_action
 
 #: A book env step is ~1000x a reduced-form one: threads pay off from a few dozen envs.
@@ -176,7 +178,7 @@ def _step_all_chunked(book, flow, fills, arrays, scalars, fp, stats, out, rng, a
     if bad >= 0:
         return -1 - bad
     n = arrays.step.shape[0]
-    chunks = min(n, _PARALLEL_CHUNKS)
+    chunks = min(n, PARALLEL_CHUNKS)
     for c in numba.prange(chunks):  # writes nothing itself (see lobgym.simulation)
         _step_parts(c * n // chunks, (c + 1) * n // chunks, book, flow, fills, arrays, scalars, fp, stats, out, rng,
                     actions, codec, rspec, rstate, ospec, buf, auto_reset)
@@ -185,7 +187,7 @@ def _step_all_chunked(book, flow, fills, arrays, scalars, fp, stats, out, rng, a
 
 def _reset_all_chunked(book, flow, fills, arrays, scalars, fp, stats, rng, rstate, ospec, buf, mask):
     n = arrays.step.shape[0]
-    chunks = min(n, _PARALLEL_CHUNKS)
+    chunks = min(n, PARALLEL_CHUNKS)
     for c in numba.prange(chunks):
         _reset_parts(c * n // chunks, (c + 1) * n // chunks, book, flow, fills, arrays, scalars, fp, stats, rng,
                      rstate, ospec, buf, mask)
@@ -197,19 +199,20 @@ _reset_serial = kernel(_reset_all)
 _reset_parallel = parallel_kernel(_reset_all_chunked)
 
 
-class BookSimulation:
+class BookSimulation(SimulationBase):
     """Arrays and compiled kernels for ``n_envs`` copies of one order-book env config.
 
     ``tape_capacity`` > 0 records each book's background events (``state.flow.tape``) for analysis.
     """
 
+    kind = "book"
     metric_names = BOOK_METRICS
+    step_structs = {"out": BookStepOutcome, "state": BookMarketState, "stats": BookEpisodeStats,
+                    "p": BookMarketParams}
+    parallel_min_envs = BOOK_PARALLEL_MIN_ENVS
 
     def __init__(self, cfg: BookEnvConfig, n_envs: int, parallel: bool | None = None, tape_capacity: int = 0):
-        if not isinstance(n_envs, int | np.integer) or n_envs < 1:
-            raise ValueError(f"n_envs = {n_envs!r}: must be an integer >= 1")
-        self.cfg = cfg
-        self.n_envs = n = int(n_envs)
+        n = self._begin(cfg, n_envs, parallel)
         m, a, o = cfg.market, cfg.action, cfg.observation
         self.params = book_market_params(cfg)
         self.codec = book_action_codec(a, cfg.inventory_scale)
@@ -221,8 +224,7 @@ class BookSimulation:
             inventory_scale=cfg.inventory_scale, spread_scale=float(a.max_offset), depth_scale=float(o.depth_scale),
             return_scale=float(o.return_scale), spread_cap=m.levels, size_scale=float(a.max_size),
             halflife=float(o.flow_halflife))
-        self.term_names = [t.term for t in cfg.reward]
-        self.reward_spec, width = build_reward_spec([(t.term, t.weight, t.params) for t in cfg.reward], m.n_steps)
+        self._build_reward(m.n_steps)
         side_lots = book_max_lots_per_side(self.codec)
         max_lots = 4 * side_lots + a.market_order + 1  # every agent execution in a step takes >= 1 of these
         book = B.make_book(n, m.levels, m.max_orders)
@@ -232,19 +234,8 @@ class BookSimulation:
         self.stats = make_book_stats(n)
         self.outcome = make_book_outcome(n)
         self.rng = make_rng(n)
-        self.reward_state = np.zeros((n, width))
-        f = sum(feature_widths(o.depth_levels, o.returns)[x] for x in self.features)
-        self.buffers = Buffers(
-            obs=np.zeros((n, f), dtype=np.float32), rewards=np.zeros(n), terms=np.zeros((n, len(self.term_names))),
-            dones=np.zeros(n, dtype=np.bool_), terminal_obs=np.zeros((n, f), dtype=np.float32),
-            metrics=np.full((n, len(BOOK_METRICS)), np.nan))
-        self.action_dim = book_action_dim(self.codec)
-        self.actions = np.zeros((n, self.action_dim), dtype=np.float32)
-        self.parallel = n >= BOOK_PARALLEL_MIN_ENVS if parallel is None else bool(parallel)
-        self._all = np.ones(n, dtype=np.bool_)
-        self._bound: dict[bool, object] = {}
-        self.n_done = 0
-        self.seed(np.arange(n, dtype=np.uint64))
+        self._finish(sum(feature_widths(o.depth_levels, o.returns)[x] for x in self.features),
+                     book_action_dim(self.codec))
 
     def observation_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         m, a, o = self.cfg.market, self.cfg.action, self.cfg.observation
@@ -258,13 +249,6 @@ class BookSimulation:
         return book_observation_bounds(self.features, self.obs_spec, o.depth_levels, o.returns, inv, lots, fill_lots)
 
     # ----------------------------------------------------------------------------------- control
-    def seed(self, seeds, mask: np.ndarray | None = None) -> None:
-        """Seed env ``i`` with ``seeds[i]`` (non-negative integers < 2**64) where ``mask`` is true."""
-        seeds = np.asarray(seeds)
-        if seeds.shape != (self.n_envs,) or (seeds.dtype.kind == "i" and (seeds < 0).any()):
-            raise ValueError(f"seeds: expected {self.n_envs} non-negative integers, got {seeds!r}")
-        _seed_all(self.rng, seeds.astype(np.uint64), self._all if mask is None else mask)
-
     def _market_args(self) -> tuple:
         """The state and params as the kernels take them: whole, or in parts for the parallel ones."""
         st, p = self.state, self.params
@@ -282,33 +266,13 @@ class BookSimulation:
                           self.buffers, mask)
         return self.buffers.obs
 
-    def step(self, auto_reset: bool) -> Buffers:
-        """Advance every env one step with the actions in :attr:`actions`; raises :class:`ActionError`."""
-        call = self._bound.get(auto_reset)
-        if call is None:
-            rest = (self.rng, self.actions, self.codec, self.reward_spec, self.reward_state, self.obs_spec,
-                    self.buffers, auto_reset)
-            if self.parallel:
-                args = (*self._market_args(), self.outcome, *rest)
-            else:
-                args = (self.state, self.stats, self.outcome, self.params, *rest)
-            call = self._bound[auto_reset] = _bind(_step_parallel if self.parallel else _step_serial, args)
-        n_done = call()
-        if n_done < 0:
-            env, j = divmod(-1 - n_done, self.action_dim)
-            value = float(self.actions[env, j])
-            where = f"action[{j}] ({self.action_names[j]})" + (f" of env {env}" if self.n_envs > 1 else "")
-            allowed = "finite values (clipped to [-1, 1] with action.clip: true)" if self.codec.clip else (
-                "finite values in [-1, 1]; set action.clip: true to clip out-of-range values")
-            raise ActionError(f"{where} = {value!r}: allowed: {allowed}")
-        self.n_done = n_done
-        return self.buffers
+    def _step_call(self, auto_reset: bool) -> tuple:
+        rest = (self.rng, self.actions, self.codec, self.reward_spec, self.reward_state, self.obs_spec, self.buffers,
+                auto_reset)
+        if self.parallel:
+            return _step_parallel, (*self._market_args(), self.outcome, *rest)
+        return _step_serial, (self.state, self.stats, self.outcome, self.params, *rest)
 
     @property
     def book(self) -> B.BookState:
         return self.state.book
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_bound"] = {}
-        return state

@@ -19,9 +19,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="lobgym: market-making environments, analytic baselines and benchmarks.")
 console = Console()
 
-DEFAULT_AGENTS = ["avellaneda_stoikov", "avellaneda_stoikov_symmetric", "fixed_spread", "random"]
-DEFAULT_BOOK_AGENTS = ["book_quoter", "random"]
-
 
 def _fail(message: str) -> None:
     console.print(f"[bold red]error:[/] {message}", highlight=False)
@@ -100,9 +97,9 @@ def evaluate(
     """Evaluate agents side by side on common random numbers; print a metrics table and each agent's
     paired difference against the reference (mean, SE and 95% interval over the common episodes)."""
     from lobgym.agents import make_agent
-    from lobgym.agents.evaluation import evaluate as run_evaluation
-    from lobgym.agents.evaluation import paired_differences
     from lobgym.config import load_agent_config, load_env_config
+    from lobgym.evaluation import evaluate as run_evaluation
+    from lobgym.evaluation import paired_differences
     from lobgym.io import write_json_atomic
 
     try:
@@ -113,10 +110,10 @@ def evaluate(
             env_cfg = RunConfig.read(Path(runs[0])).env
         else:
             env_cfg = load_env_config(env if env is not None else "as2008")  # --env "" is an error
-        from lobgym.config import BookEnvConfig
+        from lobgym import market_kinds
 
-        defaults = DEFAULT_BOOK_AGENTS if isinstance(env_cfg, BookEnvConfig) else DEFAULT_AGENTS
-        made = []
+        defaults = market_kinds.of(env_cfg).default_baselines
+        made, skipped = [], []
         for spec in agent or defaults:
             if _is_run(spec):
                 from lobgym.agents.training import trained_agent
@@ -125,9 +122,16 @@ def evaluate(
             else:
                 inline = spec.lstrip().startswith("{")
                 cfg = load_agent_config(presets.load_yaml(spec, source="--agent") if inline else spec)
-                made.append((cfg.name, make_agent(cfg, env_cfg)))
+                try:
+                    made.append((cfg.name, make_agent(cfg, env_cfg)))
+                except ConfigError as err:
+                    if agent:
+                        raise  # asked for by name: its error is the user's to see
+                    skipped.append(f"{cfg.name} ({err})")  # a default this env cannot take (CJ without phi)
     except (ConfigError, ValueError) as err:
         _fail(str(err))
+    for why in skipped:
+        console.print(f"[dim]skipped the default baseline {why}[/]", highlight=False)
     names = [name for name, _ in made]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -224,8 +228,8 @@ def study(
 ) -> None:
     """Run a grid of trainings (resumes: finished trials are skipped), then write its report.
     A spec with ``kind: benchmark`` (experiments/env_benchmark.yaml) runs as ``lobgym bench --all``."""
-    from lobgym.report import write_report
-    from lobgym.study import run_study
+    from lobgym.tools.report import write_report
+    from lobgym.tools.study import run_study
 
     if _spec_kind(spec) == "benchmark":
         _bench_all(spec, out)
@@ -248,7 +252,7 @@ def _spec_kind(spec: str) -> str | None:
 
 
 def _bench_all(spec: str, out: Path | None) -> None:
-    from lobgym.bench import load_bench_spec, rich_tables, run_spec
+    from lobgym.tools.bench import load_bench_spec, rich_tables, run_spec
 
     try:
         bench_spec = load_bench_spec(spec)
@@ -267,7 +271,7 @@ def report(
     folder: Annotated[Path, typer.Argument(help="a study folder (holding spec.yaml and results.csv)")],
 ) -> None:
     """Write report.md and figures for a study folder."""
-    from lobgym.report import write_report
+    from lobgym.tools.report import write_report
 
     try:
         path = write_report(folder)
@@ -283,6 +287,8 @@ def bench(
     seconds: Annotated[float, typer.Option(min=0.01, help="minimum timed seconds per measurement")] = 1.0,
     startup: Annotated[bool, typer.Option(help="also time import + first step in a fresh process")] = True,
     book: Annotated[bool, typer.Option(help="also measure the order book under CST flow")] = True,
+    gym_vector: Annotated[bool, typer.Option(help="also measure gymnasium.make_vec: lobgym's VectorEnv and "
+                                                  "Gymnasium's SyncVectorEnv over single envs")] = True,
     train: Annotated[list[str] | None, typer.Option(help="also time training with this preset (repeat: "
                                                          "--train ppo --train sac) and the env's share of it")] = None,
     train_timesteps: Annotated[int, typer.Option(min=1, help="timesteps per training measurement")] = 50_000,
@@ -295,8 +301,8 @@ def bench(
                                              show_default="experiments/<spec name>")] = None,
 ) -> None:
     """Measure env-steps/s (single env and batched) against a bare random-number loop."""
-    from lobgym.bench import run
     from lobgym.io import write_json_atomic
+    from lobgym.tools.bench import run
 
     if all_:
         _bench_all(spec, out)
@@ -308,7 +314,8 @@ def bench(
     except ValueError:
         _fail(f"--n-envs = {n_envs!r}: expected comma-separated integers >= 1, e.g. 1,100,1000")
     try:
-        result = run(env, sizes, seconds, startup, book, tuple(train or ()), train_timesteps, progress=True)
+        result = run(env, sizes, seconds, startup, book, tuple(train or ()), train_timesteps, progress=True,
+                     gym_vector=gym_vector)
     except (ConfigError, ValueError) as err:
         _fail(str(err))
     table = Table(title=f"lobgym bench: env {result['env']}, {result['threads']} numba threads")
@@ -322,6 +329,10 @@ def bench(
         table.add_row(what, str(row["n_envs"]), f"{row['steps_per_s']:,.0f}",
                       f"{bare:,.0f}" if bare else "-", f"{ratio:.0%}" if ratio else "-")
     console.print(table)
+    for r in result.get("gym_vector", []):
+        sync = f", {r['make_vec_over_sync']:,.1f}x the SyncVectorEnv" if r["make_vec_over_sync"] else ""
+        console.print(f"gymnasium.make_vec, N = {r['n_envs']:,}: {r['make_vec_over_vec_env']:.2f}x the SB3 VecEnv"
+                      f"{sync}", highlight=False)
     if "import_and_first_step_s" in result:
         console.print(f"import lobgym + make + reset + first step (numba cache warm): "
                       f"{result['import_and_first_step_s']:.2f} s")
@@ -365,7 +376,7 @@ def validate(
 
     from lobgym.io import write_json_atomic
     from lobgym.progress import ProgressLines, is_terminal
-    from lobgym.validation import book_market, plot_stylised_facts, stylised_facts
+    from lobgym.tools.validation import book_market, plot_stylised_facts, stylised_facts
 
     try:
         name, _ = book_market(env)

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from lobgym import presets
+from lobgym import market_kinds, presets
 from lobgym.book_spaces import BOOK_FEATURES, MAX_LEVELS
 from lobgym.config_base import (
     COEF_MAX,
@@ -986,11 +986,10 @@ def load_env_config(spec: str | Path | dict | EnvConfig | BookEnvConfig) -> EnvC
 def _env_model(data: Any) -> type[BaseModel] | str:
     """The config model for ``data`` by its ``market.kind``, or an error message."""
     kind = _market_kind(data)
-    if kind == "book":
-        return BookEnvConfig
-    if kind in (None, "reduced_form"):
-        return EnvConfig
-    return f"market.kind = {kind!r}: unknown market; allowed: reduced_form, book"
+    try:
+        return market_kinds.get(market_kinds.DEFAULT_KIND if kind is None else kind).load("config")
+    except (ValueError, TypeError):  # TypeError: an unhashable kind such as a list
+        return f"market.kind = {kind!r}: unknown market; allowed: {', '.join(market_kinds.KINDS)}"
 
 
 def _market_kind(data: Any) -> Any:

@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 
-from lobgym.book_simulation import BookSimulation
+from lobgym import market_kinds
 from lobgym.config import BookEnvConfig, EnvConfig, load_env_config
 from lobgym.curriculum import FINAL_PROGRESS, reward_weights
 from lobgym.metrics import as_dict
-from lobgym.simulation import Simulation
+
+if TYPE_CHECKING:  # the simulations are imported by the kind that needs one (lobgym.market_kinds)
+    from lobgym.book_simulation import BookSimulation
+    from lobgym.simulation import Simulation
 
 
 def make_simulation(cfg: EnvConfig | BookEnvConfig, n_envs: int,
                     parallel: bool | None = None) -> Simulation | BookSimulation:
-    """The simulation of ``cfg``'s market kind: reduced-form or order book. Its reward weights are the
+    """The simulation of ``cfg``'s market kind (:mod:`lobgym.market_kinds`). Its reward weights are the
     final ones (:data:`~lobgym.curriculum.FINAL_PROGRESS`) when some term has a ``schedule``."""
-    sim = BookSimulation(cfg, n_envs, parallel=parallel) if isinstance(cfg, BookEnvConfig) else Simulation(
-        cfg, n_envs, parallel=parallel)
+    sim = market_kinds.of(cfg).load("simulation")(cfg, n_envs, parallel=parallel)
     if any(t.schedule is not None for t in cfg.reward):
         set_reward_weights(sim, cfg, FINAL_PROGRESS)
     return sim

@@ -38,12 +38,12 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from lobgym.config_base import COEF_MAX, LIST_MAX, LOTS_MAX, RATE_MAX, Strict
 from lobgym.market import flow as F
 
-# The Cont–Stoikov–Talreja (2010) calibration.
-CST_LAM = (1.85, 1.51, 1.09, 0.88, 0.77)
-CST_THETA = (0.71, 0.81, 0.68, 0.56, 0.47)
-CST_MU = 0.94
-CST_K = 1.92
-CST_ALPHA = 0.52
+# The Cont–Stoikov–Talreja (2010) calibration, written once in the engine (lobgym.market.flow.CST2010).
+CST_LAM = F.CST2010["lam_table"]
+CST_THETA = F.CST2010["theta_table"]
+CST_MU = F.CST2010["mu"]
+CST_K = F.CST2010["k"]
+CST_ALPHA = F.CST2010["alpha"]
 
 Rate = Annotated[float, Field(ge=0, le=RATE_MAX)]  # events per second; the sum over a config is bounded too
 #: Largest exponent of the limit-order profile k / d**alpha beyond its table.

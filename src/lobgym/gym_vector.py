@@ -159,7 +159,7 @@ class MarketMakingVectorEnv(VectorEnv):
 
         Raises:
             ValueError: For actions of the wrong shape (naming it and the allowed one), or NaN / out of
-                range actions (:class:`~lobgym.simulation.ActionError`).
+                range actions (:class:`~lobgym.simulation_base.ActionError`).
             RuntimeError: If called before every env was reset.
         """
         if not self._ready:

@@ -83,13 +83,39 @@ class CvarParams(_Params):
     alpha: float = Field(0.05, gt=0, le=1, description="tail fraction of the worst per-step losses")
 
 
+#: The step-outcome contract: every field a reward term may read, ``"<struct>.<field>"`` as the kernel
+#: names them (``out`` the step outcome, ``state`` the market state, ``stats`` the episode accumulators,
+#: ``p`` the market parameters). Every market kind's step provides all of them (a test checks each
+#: kind's structs, another that :func:`_term_value` reads nothing else); a term declares which it reads.
+STEP_FIELDS: dict[str, str] = {
+    "out.pnl": "change of cash + q * mid this step, gross of fees",
+    "out.fee": "fees paid this step",
+    "out.done": "the step reached the horizon",
+    "out.inventory_before": "inventory at the step's start",
+    "out.mid_before": "mid at the step's start",
+    "out.bid_lots": "lots bought this step",
+    "out.ask_lots": "lots sold this step",
+    "out.spread_captured": "sum over this step's fills of signed (mid at the step's start - price) * lots",
+    "state.inventory": "inventory after the step",
+    "state.mid": "mid after the step",
+    "state.cash": "cash after the step, gross of fees",
+    "state.fees": "fees paid this episode",
+    "stats.wealth0": "mark-to-market value at reset",
+    "p.dt": "step length",
+}
+#: Read for every term, whichever it is (the kernel's shared preamble).
+COMMON_READS = ("out.pnl", "out.fee", "state.inventory", "out.done")
+
+
 @dataclass(frozen=True)
 class RewardTerm:
-    """A registered term: its code, parameter model, formula, and per-env state it needs."""
+    """A registered term: its code, parameter model, formula, the contract fields it reads
+    (:data:`STEP_FIELDS`, besides :data:`COMMON_READS`) and the per-env state it needs."""
 
     code: int
     params: type[_Params]
     formula: str
+    reads: tuple[str, ...] = ()
     # "none", "two" (moving moments), "tail" (a heap of the worst losses) or "markout" (a ring of fills)
     state_slots: str = "none"
 
@@ -101,32 +127,39 @@ class RewardTerm:
 
 
 TERMS: dict[str, RewardTerm] = {
-    "pnl": RewardTerm(PNL, NoParams, "PnL_t = (cash + q S)_t - (cash + q S)_{t-dt}, gross of fees"),
-    "fees": RewardTerm(FEES, NoParams, "-f_t: fees paid this step (positive for rebates)"),
+    "pnl": RewardTerm(PNL, NoParams, "PnL_t = (cash + q S)_t - (cash + q S)_{t-dt}, gross of fees",
+                      reads=("out.pnl",)),
+    "fees": RewardTerm(FEES, NoParams, "-f_t: fees paid this step (positive for rebates)", reads=("out.fee",)),
     "running_inventory_penalty": RewardTerm(
-        RUNNING_INVENTORY_PENALTY, RunningInventoryParams, "-phi * q^2 * dt  (q after the step)"
+        RUNNING_INVENTORY_PENALTY, RunningInventoryParams, "-phi * q^2 * dt  (q after the step)",
+        reads=("state.inventory", "p.dt"),
     ),
     "terminal_inventory_penalty": RewardTerm(
-        TERMINAL_INVENTORY_PENALTY, TerminalInventoryParams, "-alpha * q_T^2 at the horizon"
+        TERMINAL_INVENTORY_PENALTY, TerminalInventoryParams, "-alpha * q_T^2 at the horizon",
+        reads=("state.inventory", "out.done"),
     ),
     "terminal_liquidation": RewardTerm(
         TERMINAL_LIQUIDATION,
         LiquidationParams,
         "-(cost_per_unit * |q_T| + impact * q_T^2) at the horizon: the cost of unwinding q_T at the mid",
+        reads=("state.inventory", "out.done"),
     ),
     "dampened_pnl": RewardTerm(
         DAMPENED_PNL,
         DampenedPnlParams,
         "PnL_t - max(0, eta * q_{t-dt} dS_t) (asymmetric; Spooner et al. 2018), or PnL_t - eta * q_{t-dt} dS_t",
+        reads=("out.pnl", "out.inventory_before", "state.mid", "out.mid_before"),
     ),
     "cara_utility": RewardTerm(
-        CARA_UTILITY, CaraParams, "-exp(-gamma * W_T) at the horizon (exponent capped at 50)"
+        CARA_UTILITY, CaraParams, "-exp(-gamma * W_T) at the horizon (exponent capped at 50)",
+        reads=("out.done", "state.cash", "state.inventory", "state.mid", "stats.wealth0", "state.fees"),
     ),
     "differential_sharpe": RewardTerm(
         DIFFERENTIAL_SHARPE,
         DifferentialSharpeParams,
         "D_t = (B dA - A dB / 2) / (B - A^2)^(3/2), dA = R_t - A, dB = R_t^2 - B, R_t = PnL_t - f_t, then"
         " A += eta dA, B += eta dB (Moody & Saffell 2001); 0 while B - A^2 <= 0; A = B = 0 at reset",
+        reads=("out.pnl", "out.fee"),
         state_slots="two",
     ),
     "cvar_penalty": RewardTerm(
@@ -134,18 +167,21 @@ TERMS: dict[str, RewardTerm] = {
         CvarParams,
         "-CVaR_alpha of the episode's per-step losses -(PnL_t - f_t): minus the mean of the"
         " ceil(alpha n) largest losses, at the horizon",
+        reads=("out.pnl", "out.fee", "out.done"),
         state_slots="tail",
     ),
     "spread_captured": RewardTerm(
         SPREAD_CAPTURED, NoParams,
         "sum over this step's fills of lots * (mid - price) for buys, lots * (price - mid) for sells, mid at the"
         " step's start (so PnL_t = spread_captured + q_t dS_t exactly)",
+        reads=("out.spread_captured",),
     ),
     "adverse_selection": RewardTerm(
         ADVERSE_SELECTION, MarkoutParams,
         "markout of past fills: the fills of step t - horizon, sum of signed lots * (S_t - S at the start of"
         " their step), paid at step t (all pending fills at the horizon T); negative when fills precede"
         " adverse moves",
+        reads=("out.bid_lots", "out.ask_lots", "out.mid_before", "state.mid", "out.done"),
         state_slots="markout",
     ),
 }
@@ -158,6 +194,22 @@ class RewardSpec(NamedTuple):
     weights: np.ndarray  #: (T,) float64
     params: np.ndarray  #: (T, MAX_PARAMS) float64
     offsets: np.ndarray  #: (T,) int64 first slot of each term in the per-env reward state
+
+
+def contract_fields(structs: dict[str, type]) -> set[str]:
+    """The ``"<struct>.<field>"`` names a market's step structs provide (``{"out": StepOutcome, ...}``, the
+    NamedTuple types its kernel passes to :func:`reward_one`)."""
+    return {f"{key}.{name}" for key, cls in structs.items() for name in cls._fields}
+
+
+def check_reward_fields(terms: list[str], provided: set[str], market: str) -> None:
+    """A ``ValueError`` naming the first term (``reward[j]``) that reads a field ``provided`` lacks, and the
+    field; run before the step is compiled, which would otherwise fail with a numba typing error."""
+    for j, name in enumerate(terms):
+        for f in (*COMMON_READS, *TERMS[name].reads):
+            if f not in provided:
+                raise ValueError(f"reward[{j}].term = {name!r} reads {f} ({STEP_FIELDS.get(f, 'not in the contract')}),"
+                                 f" which the {market} market's step does not provide")
 
 
 def cvar_tail_size(alpha: float, n_steps: int) -> int:

@@ -7,7 +7,7 @@ seeds (training env ``i`` of a run seeded ``s`` uses market seed ``s + i``: 0, 1
 evaluation seeds of training (``eval.seed`` = 1,000,000 + j by default) and from the book quoters'
 tuning seeds (0..199), and disjoint between tasks (blocks of 100,000; a protocol uses at most
 :data:`MAX_EPISODES`). Every agent runs the same episodes (common random numbers,
-:func:`lobgym.agents.evaluation.evaluate`).
+:func:`lobgym.evaluation.evaluate`).
 
 **Score.** With ``R`` the mean episode return (the env's own reward) over the protocol's episodes,
 ``score(X) = (R_X - R_random) / (R_ref - R_random)``: the ``random`` agent scores 0 and the task's
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from lobgym import presets
+from lobgym import market_kinds, presets
 from lobgym.config import AgentConfig, BookEnvConfig, ConfigError, EnvConfig, load_agent_config, load_env_config
 from lobgym.stats import CI, paired_ratio_ci
 
@@ -47,8 +47,8 @@ SEED_STRIDE = 100_000
 MAX_EPISODES = SEED_STRIDE
 #: The agent that scores 0 on every task.
 ZERO_AGENT = "random"
-#: Market kinds, as ``market.kind`` names them.
-KINDS = ("reduced_form", "book")
+#: Market kinds, as ``market.kind`` names them (:mod:`lobgym.market_kinds`).
+KINDS = tuple(market_kinds.KINDS)
 
 
 @dataclass(frozen=True)
@@ -105,9 +105,6 @@ TASKS: dict[str, Task] = {t.name: t for t in (
           "book_quoter tuned on training seeds 0..199 (experiments/tasks/tune_book_quoter.py)"),
 )}
 
-#: Agent kinds that run on every market kind; the other baselines run on one (see :func:`agent_kind`).
-ANY_MARKET = ("random",)
-BOOK_ONLY = ("book_quoter",)
 
 
 def get_task(name: str) -> Task:
@@ -118,8 +115,8 @@ def get_task(name: str) -> Task:
 
 
 def market_kind(env_cfg: EnvConfig | BookEnvConfig) -> str:
-    """``"book"`` or ``"reduced_form"``."""
-    return "book" if isinstance(env_cfg, BookEnvConfig) else "reduced_form"
+    """Its ``market.kind`` (:mod:`lobgym.market_kinds`): ``"reduced_form"`` or ``"book"``."""
+    return env_cfg.market.kind
 
 
 def task_env(task: Task, interface: EnvConfig | BookEnvConfig | None = None) -> EnvConfig | BookEnvConfig:
@@ -180,7 +177,7 @@ def resolve_agent(spec: str) -> AgentSpec:
     if not isinstance(cfg, AgentConfig):
         raise ConfigError(f"--agent {spec!r}: a {cfg.kind.upper()} training preset, not a trained agent; train it "
                           "with `lobgym train` and score the run folder (runs/<name>)")
-    kinds = KINDS if cfg.kind in ANY_MARKET else ("book",) if cfg.kind in BOOK_ONLY else ("reduced_form",)
+    kinds = tuple(market_kinds.offering(cfg.kind))  # the market kinds whose baselines include it
     return AgentSpec(spec, cfg.name, kinds, config=cfg)
 
 
@@ -269,7 +266,7 @@ class TaskScore:
 
 
 def _returns(agent: Any, env: Any, task: Task, episodes: int, name: str) -> np.ndarray:
-    from lobgym.agents.evaluation import evaluate
+    from lobgym.evaluation import evaluate
 
     return evaluate(agent, env, episodes=episodes, seed=task.seed, name=name).returns
 
@@ -395,7 +392,7 @@ def tune_book_quoter(task: str | Task, grids: Sequence[dict[str, Sequence]] | No
             reach into a task's seed block.
     """
     from lobgym.agents import make_agent
-    from lobgym.agents.evaluation import evaluate
+    from lobgym.evaluation import evaluate
 
     t = task if isinstance(task, Task) else get_task(task)
     if t.kind != "book":

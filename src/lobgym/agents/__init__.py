@@ -1,4 +1,4 @@
-"""Agents: the analytic baseline market makers (:mod:`lobgym.agents.baselines`) and evaluation."""
+"""Agents: the analytic baseline market makers (:mod:`lobgym.agents.baselines`) and SB3 training."""
 
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from lobgym.agents.book_baselines import BOOK_KINDS
+from lobgym import market_kinds
 from lobgym.config import (
     AgentConfig,
     AvellanedaStoikovParams,
@@ -370,7 +370,8 @@ class RandomAgent(BaselineAgent):
         return actions, None
 
 
-_KINDS: dict[str, type[BaselineAgent]] = {
+#: The analytic agents of the reduced-form market, by agent ``kind`` (named by :mod:`lobgym.market_kinds`).
+REDUCED_FORM_BASELINES: dict[str, type[BaselineAgent]] = {
     "avellaneda_stoikov": AvellanedaStoikov,
     "gueant": Gueant,
     "cartea_jaimungal": CarteaJaimungal,
@@ -398,12 +399,11 @@ def make_agent(agent: str | Path | dict | AgentConfig,
     """
     agent_cfg = load_agent_config(agent)
     env = load_env_config(env_cfg)
-    if isinstance(env, BookEnvConfig):
-        if agent_cfg.kind not in BOOK_KINDS:
-            raise ConfigError(f"agent kind = {agent_cfg.kind!r}: not available on the order-book env {env.name!r}; "
-                              f"allowed there: {', '.join(BOOK_KINDS)}")
-        return BOOK_KINDS[agent_cfg.kind](agent_cfg, env)
-    if agent_cfg.kind not in _KINDS:
-        raise ConfigError(f"agent kind = {agent_cfg.kind!r}: needs an order-book env; {env.name!r} is reduced-form "
-                          f"(allowed: {', '.join(_KINDS)})")
-    return _KINDS[agent_cfg.kind](agent_cfg, env)
+    market = market_kinds.of(env)
+    builders = market.load("baselines")
+    if agent_cfg.kind not in builders:
+        elsewhere = [k for k in market_kinds.offering(agent_cfg.kind) if k != market.name]
+        needs = f"it runs on market.kind = {', '.join(elsewhere)}; " if elsewhere else ""
+        raise ConfigError(f"agent kind = {agent_cfg.kind!r}: not available on the {market.name} env {env.name!r}; "
+                          f"{needs}allowed there: {', '.join(builders)}")
+    return builders[agent_cfg.kind](agent_cfg, env)

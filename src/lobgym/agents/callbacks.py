@@ -19,13 +19,13 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from lobgym.agents.checkpoints import base_vec_env, save_checkpoint
-from lobgym.agents.evaluation import Evaluation, evaluate
 from lobgym.agents.model_files import load_parameters
+from lobgym.evaluation import Evaluation, evaluate
 from lobgym.io import write_json_atomic
 
 
 class PolicyAgent:
-    """A trained SB3 model as an evaluation :class:`~lobgym.agents.evaluation.Predictor`; observations
+    """A trained SB3 model as an evaluation :class:`~lobgym.evaluation.Predictor`; observations
     are normalised with the run's ``VecNormalize`` statistics (read, never updated) if it has them."""
 
     def __init__(self, model: Any, vecnorm: Any = None):

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from lobgym import portable_math
+from lobgym import market_kinds, portable_math
 from lobgym.agents.callbacks import (
     CheckpointCallback,
     EpisodeMetricsCallback,
@@ -54,7 +54,6 @@ from lobgym.agents.checkpoints import (
     read_checkpoint,
     set_rng_states,
 )
-from lobgym.agents.evaluation import Evaluation, evaluate
 from lobgym.agents.lr_control import LRController, build_controller, make_lr_callback
 from lobgym.agents.model_files import (
     load_sb3,
@@ -65,7 +64,6 @@ from lobgym.agents.model_files import (
 from lobgym.config import (
     OPTIMIZERS,
     AnyEnvConfig,
-    BookEnvConfig,
     ConfigError,
     LRControlConfig,
     TrainingConfig,
@@ -74,14 +72,12 @@ from lobgym.config import (
     with_interface,
 )
 from lobgym.curriculum import has_schedule
+from lobgym.evaluation import Evaluation, evaluate
 from lobgym.folders import exclusive, remove_leftovers
 from lobgym.io import write_json_atomic, write_text_atomic
 from lobgym.provenance import provenance
 from lobgym.state_files import RunFileError, read_json, read_state, write_state
 
-#: Baselines evaluated next to a trained policy when the preset does not list any.
-DEFAULT_BASELINES = {"reduced_form": ["avellaneda_stoikov", "cartea_jaimungal", "fixed_spread", "random"],
-                     "book": ["book_quoter", "random"]}
 PACKAGES = ("lobgym", "stable-baselines3", "torch", "gymnasium", "numpy", "numba")
 
 
@@ -117,7 +113,8 @@ def algorithm_class(kind: str):
 
 
 def default_baselines(env_cfg: AnyEnvConfig) -> list[str]:
-    return DEFAULT_BASELINES["book" if isinstance(env_cfg, BookEnvConfig) else "reduced_form"]
+    """Baselines evaluated next to a trained policy when the preset does not list any: its market kind's."""
+    return list(market_kinds.of(env_cfg).default_baselines)
 
 
 # ------------------------------------------------------------------------------------------ build

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from lobgym.config import BookEnvConfig, BookMarket, ConfigError, load_env_config
+from lobgym.config import BookMarket, ConfigError, load_env_config
 from lobgym.io import write_atomic
 
 #: Horizons (seconds) of the volatility / signature plot; those longer than half the run are skipped.
@@ -61,8 +61,7 @@ def book_market(spec: Any) -> tuple[str, BookMarket]:
     if isinstance(spec, BookMarket):
         return "custom", spec
     cfg = load_env_config(spec)
-    if not isinstance(cfg, BookEnvConfig):
-        kind = getattr(cfg.market, "kind", "reduced_form")
+    if (kind := cfg.market.kind) != "book":
         raise ConfigError(
             f"{cfg.name}: market.kind = {kind!r}: validate simulates the background order flow of an order "
             f"book; allowed: market.kind = 'book' (book presets: {', '.join(_book_presets()) or 'none'})")

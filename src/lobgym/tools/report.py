@@ -19,7 +19,7 @@ import numpy as np
 from lobgym.io import write_atomic, write_text_atomic
 from lobgym.state_files import read_json
 from lobgym.stats import CI, describe, mean_ci
-from lobgym.study import load_results, load_study, trial_baselines
+from lobgym.tools.study import load_results, load_study, trial_baselines
 
 METRICS = ("return", "pnl", "pnl_std", "sharpe", "mean_abs_inventory", "fills")
 

@@ -26,8 +26,10 @@ import numba
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from lobgym import market_kinds
 from lobgym.book_simulation import BOOK_PARALLEL_MIN_ENVS
 from lobgym.config import (
+    AnyEnvConfig,
     BookEnvConfig,
     ConfigError,
     EnvConfig,
@@ -168,7 +170,7 @@ def bench_book_flow(n_books: int = 100, seconds_simulated: float = 200.0) -> dic
     from lobgym.market import book as B
     from lobgym.market import flow as F
 
-    params = F.make_cst_params(F.CST2010["lam_table"], F.CST2010["theta_table"], F.CST2010["mu"], levels=10,
+    params = F.cst_params(F.CST2010["lam_table"], F.CST2010["theta_table"], F.CST2010["mu"], levels=10,
                                k=F.CST2010["k"], alpha=F.CST2010["alpha"])
     book, fills, state = B.make_book(n_books, 200, 1024), B.make_fill_log(n_books, 256), F.make_flow_state(n_books)
     rng = make_rng(n_books)
@@ -193,6 +195,48 @@ def bench_book_flow(n_books: int = 100, seconds_simulated: float = 200.0) -> dic
             "events": int(per_book.sum()), "events_per_s": float(per_book.sum() / elapsed),
             "bare_events_per_s": float(per_book.sum() / bare_elapsed),
             "memory_1000_books_200_levels_1024_orders_bytes": int(memory)}
+
+
+def bench_rows(cfg: AnyEnvConfig, n_envs: int, min_seconds: float, gym_vector: bool = False) -> list[BenchRow]:
+    """The rows of ``n_envs`` envs of ``cfg``: its market kind's (:mod:`lobgym.market_kinds`), the env's row
+    first; with ``gym_vector`` also ``gymnasium.make_vec``'s (:func:`bench_gym_vector`)."""
+    rows = market_kinds.of(cfg).load("bench_rows")(cfg, n_envs, min_seconds)
+    return rows + [bench_gym_vector(cfg, n_envs, min_seconds)] if gym_vector else rows
+
+
+#: ``gymnasium.make_vec(..., vectorization_mode="sync")`` loops over N single envs in Python: measured
+#: up to this N (beyond, one timed call takes seconds and says nothing new).
+SYNC_VECTOR_MAX_ENVS = 1000
+
+
+def bench_gym_vector(cfg: AnyEnvConfig, n_envs: int, min_seconds: float, mode: str | None = None) -> BenchRow:
+    """``VectorEnv.step`` of ``gymnasium.make_vec(ENV_ID, num_envs=n_envs, config=cfg)``: the registered
+    :class:`~lobgym.gym_vector.MarketMakingVectorEnv` (``mode`` None), or with ``mode="sync"`` Gymnasium's
+    ``SyncVectorEnv`` over ``n_envs`` single envs (what ``make_vec`` gives an env without a
+    ``vector_entry_point``)."""
+    import gymnasium
+
+    from lobgym import ENV_ID
+
+    envs = gymnasium.make_vec(ENV_ID, num_envs=n_envs, config=cfg, **({"vectorization_mode": mode} if mode else {}))
+    envs.reset(seed=0)
+    actions = np.zeros(envs.action_space.shape, dtype=np.float32)
+
+    def vec_step():
+        envs.step(actions)
+
+    sim = getattr(envs, "sim", None)
+    what = ("gymnasium.make_vec VectorEnv.step" if mode is None
+            else f"gymnasium.make_vec({mode}) SyncVectorEnv.step")
+    row = BenchRow(what, n_envs, _rate(vec_step, n_envs, min_seconds),
+                   threads=numba.get_num_threads() if sim is not None and sim.parallel else 1)
+    envs.close()
+    return row
+
+
+def bench_book_rows(cfg: BookEnvConfig, n_envs: int, min_seconds: float) -> list[BenchRow]:
+    """The order-book rows of ``n_envs`` envs: :func:`bench_book_env`."""
+    return [bench_book_env(cfg, n_envs, min_seconds)]
 
 
 def bench_book_env(cfg: BookEnvConfig, n_envs: int, min_seconds: float) -> BenchRow:
@@ -347,24 +391,34 @@ def bench_training(env: str, agent: str, timesteps: int) -> dict:
 
 def run(env: str = "as2008", n_envs: tuple[int, ...] = (1, 100, 1000, 10000), min_seconds: float = 1.0,
         startup: bool = True, book: bool = True, train: tuple[str, ...] = (), train_timesteps: int = 50_000,
-        progress: bool = False) -> dict:
+        progress: bool = False, gym_vector: bool = True) -> dict:
     """All measurements, as a dict ready for JSON, with the run's provenance (machine, versions, ...);
-    ``progress`` shows them as they run (a bar on a terminal, plain lines elsewhere)."""
+    ``progress`` shows them as they run (a bar on a terminal, plain lines elsewhere). ``gym_vector`` adds,
+    per N, ``gymnasium.make_vec``'s VectorEnv and (N <= :data:`SYNC_VECTOR_MAX_ENVS`) its SyncVectorEnv,
+    and their speed over the SB3 VecEnv's as ``result["gym_vector"]``."""
     cfg = load_env_config(env)
     record = provenance()
-    book_env = book and not isinstance(cfg, BookEnvConfig)
+    book_env = book and cfg.market.kind != "book"
     steps = _Steps(1 + len(n_envs) + startup + book + book_env + len(train), progress)
     with steps:
         steps.next("single env")
         rows = [bench_single(cfg, min_seconds)]
+        ratios = []
         for n in n_envs:
             steps.next(f"N = {n:,}")
-            rows += [bench_book_env(cfg, n, min_seconds)] if isinstance(cfg, BookEnvConfig) else bench_batched(
-                cfg, n, min_seconds)
+            batched = bench_rows(cfg, n, min_seconds, gym_vector=gym_vector)
+            rows += batched
+            if gym_vector:
+                sync = bench_gym_vector(cfg, n, min_seconds, "sync") if n <= SYNC_VECTOR_MAX_ENVS else None
+                rows += [sync] if sync else []
+                vec_env, make_vec = batched[0].steps_per_s, batched[-1].steps_per_s
+                ratios.append({"n_envs": n, "make_vec_over_vec_env": make_vec / vec_env,
+                               "make_vec_over_sync": make_vec / sync.steps_per_s if sync else None})
         result = {
             "env": cfg.name,
             "threads": numba.get_num_threads(),
             "rows": [asdict(r) | {"ratio_to_bare": r.ratio} for r in rows],
+            "gym_vector": ratios,
         }
         if startup:
             steps.next("import + first step")
@@ -489,17 +543,16 @@ class BenchSpec(Strict):
     def _check(self) -> BenchSpec:
         if self.reduced_form is None and self.book is None and self.book_flow is None and self.training is None:
             raise ValueError("nothing to measure: give at least one of reduced_form, book, book_flow, training")
-        for market, want in (("reduced_form", EnvConfig), ("book", BookEnvConfig)):
+        for market in ("reduced_form", "book"):
             group = getattr(self, market)
             for env in group.envs if group is not None else ():
                 try:
                     cfg = load_env_config(env)
                 except ConfigError as err:
                     raise ValueError(f"{market}.envs: {env!r}: {err}") from None
-                if not isinstance(cfg, want):
-                    kind, other = ("book", "book") if market == "reduced_form" else ("reduced_form", "reduced_form")
+                if (kind := cfg.market.kind) != market:
                     raise ValueError(f"{market}.envs: {env!r} has market.kind = {kind}; allowed here: "
-                                     f"{MARKET_TITLES[market]} envs only (list it under {other}.envs)")
+                                     f"{MARKET_TITLES[market]} envs only (list it under {kind}.envs)")
         if self.training is not None:
             for agent in self.training.agents:
                 try:
@@ -569,8 +622,7 @@ def run_spec(spec: str | Path | dict | BenchSpec, out: Path, progress: bool = Tr
             elif job[0] == "batched":
                 _, market, env, n = job
                 cfg = load_env_config(env)
-                row = bench_book_env(cfg, n, spec.seconds) if market == "book" else bench_batched(
-                    cfg, n, spec.seconds)[0]
+                row = bench_rows(cfg, n, spec.seconds)[0]
                 result["rows"].append(_row(market, cfg.name, row, spec.memory))
             elif job[0] == "book_flow":
                 bf = bench_book_flow(spec.book_flow.books, spec.book_flow.seconds)

@@ -11,9 +11,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from lobgym.config import EnvConfig, load_env_config
+from lobgym.env import make_simulation
 from lobgym.metrics import METRICS, summarize
 from lobgym.stats import CI, paired_diff
-from lobgym.vec_env import make_vec_env
 
 #: Episodes run side by side in one batched env; larger evaluations run in chunks of this size.
 EVAL_BATCH = 1000
@@ -85,19 +85,25 @@ def evaluate(agent: Predictor, env: str | Path | dict | EnvConfig, episodes: int
     names, term_names = METRICS, ()
     for start in range(0, episodes, batch):
         n = min(batch, episodes - start)
-        venv = make_vec_env(cfg, n_envs=n, seed=seed + start)
-        names, term_names = venv.sim.metric_names, tuple(venv.sim.term_names)
-        obs = venv.reset()
+        sim = make_simulation(cfg, n)  # stepped directly: evaluating an analytic agent needs no SB3 or torch
+        sim.seed(np.arange(seed + start, seed + start + n, dtype=np.uint64))  # env i: market seed seed + start + i
+        names, term_names = sim.metric_names, tuple(sim.term_names)
+        obs = sim.reset().copy()
         total = np.zeros(n)
         term_total = np.zeros((n, len(term_names)))
         for _ in range(n_steps):
             actions, _ = agent.predict(obs, deterministic=True)
-            obs, rewards, dones, _infos = venv.step(actions)
-            total += venv.sim.buffers.rewards  # float64, not the float32 copy handed to SB3
-            term_total += venv.sim.buffers.terms
-        if not dones.all():
+            if np.shape(actions) != sim.actions.shape:
+                raise ValueError(f"agent {name!r}: actions.shape = {np.shape(actions)}, expected {sim.actions.shape} "
+                                 "(episodes, action_dim)")
+            sim.actions[...] = actions
+            b = sim.step(auto_reset=True)
+            obs = b.obs.copy()
+            total += b.rewards
+            term_total += b.terms
+        if not b.dones.all():
             raise RuntimeError("episodes did not end together at the horizon")
-        metrics.append(venv.sim.buffers.metrics.copy())
+        metrics.append(b.metrics.copy())
         returns.append(total)
         terms.append(term_total)
     return Evaluation(name, np.concatenate(metrics), np.concatenate(returns), names, np.concatenate(terms), term_names,

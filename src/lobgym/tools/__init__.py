@@ -1,0 +1,4 @@
+"""Tools over the product: benchmarks (``bench``), studies over seeds, rewards and learning rates
+(``study``) and their reports (``report``), and the stylised-facts validation of the book's flow
+(``validation``). They use the envs, agents and training like a user would; nothing below imports them.
+"""
