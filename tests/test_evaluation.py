@@ -89,3 +89,19 @@ def test_paired_differences_refuse_an_unknown_reference_and_different_episodes()
     fewer = evaluate(_Constant(0.0), "as2008", episodes=3, seed=0, name="d")
     with pytest.raises(ValueError, match="'d' ran 3 episodes"):
         paired_differences([a, fewer])
+
+
+@pytest.mark.slow
+def test_evaluating_an_analytic_agent_imports_neither_torch_nor_sb3():
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from lobgym.agents import make_agent\n"
+            "from lobgym.evaluation import evaluate\n"
+            "ev = evaluate(make_agent('avellaneda_stoikov', 'as2008'), 'as2008', episodes=3)\n"
+            "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'stable_baselines3'))\n"
+            "print(len(ev.returns), loaded[:3])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["3", "[]"], proc.stdout
