@@ -11,6 +11,7 @@ VecEnv and Gymnasium VectorEnv adapters use only this interface: ``actions``, ``
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -77,7 +78,7 @@ def bind_entry_point(dispatcher, args: tuple):
     return lambda: entry(*args)
 
 
-class SimulationBase:
+class SimulationBase(ABC):
     """The frame every market kind's simulation fills in (see the module docstring).
 
     A subclass sets the class attributes, and in its ``__init__`` calls :meth:`_begin`, builds its
@@ -150,17 +151,17 @@ class SimulationBase:
             raise ValueError(f"seeds: expected {self.n_envs} non-negative integers, got {seeds!r}")
         _seed_all(self.rng, seeds.astype(np.uint64), self._all if mask is None else mask)
 
+    @abstractmethod
     def reset(self, mask: np.ndarray | None = None) -> np.ndarray:
         """Start new episodes (where ``mask`` is true); returns the observation buffer."""
-        raise NotImplementedError
 
+    @abstractmethod
     def observation_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Finite low and high bounds of the observation vector."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _step_call(self, auto_reset: bool) -> tuple[Any, tuple]:
         """The compiled step (serial or parallel) and the arguments it always takes."""
-        raise NotImplementedError
 
     def step(self, auto_reset: bool) -> Buffers:
         """Advance every env one step with the actions in :attr:`actions`; raises :class:`ActionError`.
