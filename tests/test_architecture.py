@@ -2,7 +2,7 @@
 
 ``cli/study -> agents -> env -> rewards/spaces -> market``: every module of ``src/lobgym`` sits in a
 layer and may import only lower layers (and its own package); the engine (``lobgym.market``)
-imports numpy, numba and the standard library only; the test oracle ``market/reference.py`` uses no
+imports numpy, numba and the standard library only; the test oracle ``market/reduced_form/reference.py`` uses no
 numba and no kernel, and nothing in the package imports it.
 """
 
@@ -57,12 +57,17 @@ LAYERS: dict[str, int] = {
 #: Third-party packages the engine may use; everything else must be in the standard library.
 ENGINE_THIRD_PARTY = {"numpy", "numba"}
 #: Engine modules that hold compiled kernels or numba options: the oracle must not use them.
-KERNEL_MODULES = {"lobgym.market._jit", "lobgym.market.rng", "lobgym.market.model", "lobgym.market.step",
-                  "lobgym.market.book", "lobgym.market.flow", "lobgym.market.flow.common",
-                  "lobgym.market.flow.cst", "lobgym.market.flow.hawkes", "lobgym.market.flow.queue_reactive",
-                  "lobgym.market.flow.informed", "lobgym.market.flow.dispatch", "lobgym.market.book_market"}
+KERNEL_MODULES = {"lobgym.market._jit", "lobgym.market.rng", "lobgym.market.reduced_form.model",
+                  "lobgym.market.reduced_form.step", "lobgym.market.book.lob", "lobgym.market.book.flow",
+                  "lobgym.market.book.flow.common", "lobgym.market.book.flow.cst", "lobgym.market.book.flow.hawkes",
+                  "lobgym.market.book.flow.queue_reactive", "lobgym.market.book.flow.informed",
+                  "lobgym.market.book.flow.dispatch", "lobgym.market.book.step"}
+#: The engine's market kinds are its sub-packages (``market/reduced_form/``, ``market/book/``): a kind
+#: imports the shared engine (``_jit``, ``rng``, ``constants``) and itself, never another kind, and the
+#: shared engine imports no kind.
+ENGINE_KINDS = {p.name for p in (SRC / "market").iterdir() if (p / "__init__.py").is_file()}
 #: The slow test oracles: they use no numba and no kernel, and nothing in the package uses them.
-ORACLES = {"lobgym.market.reference", "lobgym.market.reference_book"}
+ORACLES = {"lobgym.market.reduced_form.reference", "lobgym.market.book.reference"}
 
 
 def _module_name(path: Path) -> str:
@@ -103,9 +108,15 @@ def imports_of(source: str, module: str, is_package: bool = False) -> set[str]:
 
 
 def _layer(module: str) -> str:
-    """``lobgym.market.step`` -> ``market``; ``lobgym`` -> ``__init__``."""
+    """``lobgym.market.reduced_form.step`` -> ``market``; ``lobgym`` -> ``__init__``."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _engine_kind(module: str) -> str | None:
+    """``lobgym.market.book.flow.cst`` -> ``book``; the shared engine (``lobgym.market.rng``) -> None."""
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and parts[1] == "market" and parts[2] in ENGINE_KINDS else None
 
 
 def violations(source: str, module: str, is_package: bool = False) -> list[str]:
@@ -126,6 +137,9 @@ def violations(source: str, module: str, is_package: bool = False) -> list[str]:
         if root != "lobgym":
             continue
         target = _layer(imp)
+        if own == "market" == target and _engine_kind(imp) not in (None, _engine_kind(module)):
+            errors.append(f"{module} imports {imp}: a market kind's engine imports the shared engine and "
+                          "itself, never another kind")
         if target == own:
             continue
         if target not in LAYERS:
@@ -142,7 +156,8 @@ def _package_files() -> list[Path]:
 
 def test_package_source_found():
     files = {_module_name(p) for p in _package_files()}
-    assert {"lobgym.market.step", "lobgym.market.reference", "lobgym.env", "lobgym.config"} <= files
+    assert {"lobgym.market.reduced_form.step", "lobgym.market.reduced_form.reference", "lobgym.market.book.lob",
+            "lobgym.env", "lobgym.config"} <= files
 
 
 @pytest.mark.parametrize("path", _package_files(), ids=lambda p: str(p.relative_to(SRC)))
@@ -153,18 +168,20 @@ def test_module_respects_dependency_rules(path):
 
 # The checker itself must be able to fail: synthetic sources that break each rule.
 BAD = [
-    ("lobgym.market.model", "import gymnasium\n", "engine may import only"),
-    ("lobgym.market.model", "from torch import nn\n", "engine may import only"),
-    ("lobgym.market.step", "def f():\n    import yaml\n", "engine may import only"),
-    ("lobgym.market.step", "from stable_baselines3 import PPO\n", "engine may import only"),
-    ("lobgym.market.state", "import pydantic\n", "engine may import only"),
-    ("lobgym.market.step", "from lobgym.config import EnvConfig\n", "dependencies point down"),
-    ("lobgym.market.step", "from ..rewards import TERMS\n", "dependencies point down"),
-    ("lobgym.market.step", "from lobgym import spaces\n", "dependencies point down"),
-    ("lobgym.market.reference", "import numba\n", "oracle must not"),
-    ("lobgym.market.reference", "from lobgym.market.rng import uniform\n", "oracle must not"),
-    ("lobgym.market.reference", "from . import step\n", "oracle must not"),
-    ("lobgym.simulation", "from lobgym.market.reference import Ref\n", "never used by the package"),
+    ("lobgym.market.reduced_form.model", "import gymnasium\n", "engine may import only"),
+    ("lobgym.market.reduced_form.model", "from torch import nn\n", "engine may import only"),
+    ("lobgym.market.reduced_form.step", "def f():\n    import yaml\n", "engine may import only"),
+    ("lobgym.market.reduced_form.step", "from stable_baselines3 import PPO\n", "engine may import only"),
+    ("lobgym.market.reduced_form.state", "import pydantic\n", "engine may import only"),
+    ("lobgym.market.reduced_form.step", "from lobgym.config import EnvConfig\n", "dependencies point down"),
+    ("lobgym.market.reduced_form.step", "from ...rewards import TERMS\n", "dependencies point down"),
+    ("lobgym.market.reduced_form.step", "from lobgym import spaces\n", "dependencies point down"),
+    ("lobgym.market.reduced_form.reference", "import numba\n", "oracle must not"),
+    ("lobgym.market.reduced_form.reference", "from lobgym.market.rng import uniform\n", "oracle must not"),
+    ("lobgym.market.reduced_form.reference", "from . import step\n", "oracle must not"),
+    ("lobgym.simulation", "from lobgym.market.reduced_form.reference import Ref\n", "never used by the package"),
+    ("lobgym.market.book.step", "from lobgym.market.reduced_form.model import fill_events\n", "never another kind"),
+    ("lobgym.market.rng", "from lobgym.market.book.lob import NO_ORDER\n", "never another kind"),
     ("lobgym.rewards", "from lobgym.spaces import FEATURES\n", "dependencies point down"),
     ("lobgym.metrics", "from lobgym.config import EnvConfig\n", "dependencies point down"),
     ("lobgym.spaces", "import lobgym.env\n", "dependencies point down"),
@@ -178,9 +195,10 @@ BAD = [
 ]
 
 GOOD = [
-    ("lobgym.market.step", "import math\nimport numba\nimport numpy\nfrom lobgym.market.rng import u\n"),
-    ("lobgym.market.step", "from __future__ import annotations\nfrom .model import f\nfrom . import rng\n"),
-    ("lobgym.market.reference", "import math\nfrom lobgym.market.constants import B\nfrom .state import X\n"),
+    ("lobgym.market.reduced_form.step", "import math\nimport numba\nimport numpy\nfrom lobgym.market.rng import u"),
+    ("lobgym.market.reduced_form.step", "from __future__ import annotations\nfrom .model import f\nfrom .. import rng"),
+    ("lobgym.market.reduced_form.reference", "from lobgym.market.constants import B\nfrom .state import X"),
+    ("lobgym.market.book.flow.cst", "from lobgym.market.book.lob import add_limit\nfrom ..step import x\n"),
     ("lobgym.rewards", "import pydantic\nfrom lobgym.market._jit import inline\n"),
     ("lobgym.config", "from lobgym import presets\nfrom lobgym.rewards import x\nfrom .spaces import y\n"),
     ("lobgym.env", "import gymnasium\nfrom lobgym.simulation import S\nfrom lobgym.config import c\n"),
@@ -202,6 +220,7 @@ def test_checker_accepts(module, source):
 
 
 def test_relative_imports_resolve():
-    assert imports_of("from ..config import X\n", "lobgym.market.step") == {"lobgym.config"}
+    assert imports_of("from ...config import X\n", "lobgym.market.reduced_form.step") == {"lobgym.config"}
     assert imports_of("from . import rng\n", "lobgym.market", is_package=True) == {"lobgym.market.rng"}
-    assert imports_of("from .state import A\n", "lobgym.market.step") == {"lobgym.market.state"}
+    assert imports_of("from .state import A\n", "lobgym.market.reduced_form.step") == {
+        "lobgym.market.reduced_form.state"}

@@ -18,12 +18,13 @@ import numba
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
+from helpers import assert_traces_equal, episode_ends, vec_trace
 
 import lobgym
 from lobgym.book_simulation import BookSimulation
 from lobgym.book_spaces import BOOK_FEATURES, QUOTE_CAP, decode_book_one, encode_quotes
 from lobgym.config import ConfigError, load_env_config
-from lobgym.market import book as B
+from lobgym.market.book import lob as B
 from lobgym.market.constants import ASK, BID
 from lobgym.presets import list_presets, read_yaml
 from lobgym.simulation_base import ActionError
@@ -277,8 +278,6 @@ def test_encode_quotes_round_trips_through_the_decode(kind, levels):
 
 def codec_trace(cfg: dict, quotes: np.ndarray, seed: int):
     """vec_trace of ``quotes`` (T, N, 5: bid offset, ask offset, bid size, ask size, market) in ``cfg``'s codec."""
-    from conftest import vec_trace
-
     venv = lobgym.make_vec_env(cfg, n_envs=quotes.shape[1], seed=seed, parallel=False)
     codec = venv.sim.codec
     actions = np.stack([encode_quotes(codec, *np.moveaxis(q, -1, 0)) for q in quotes])
@@ -292,8 +291,6 @@ def test_the_same_quotes_through_every_codec_give_bit_identical_episodes(referen
     """Equal offsets, unskewed, the same reference: offsets, spread_skew and ladder (K = 1, and K = 4
     with everything at the first level, which runs the flow's general multi-order path) give the same
     episodes to the bit with the same seeds (common random numbers)."""
-    from conftest import assert_traces_equal
-
     market = {"horizon": 15, "inventory": {"initial": [-2, 2], "limit": 6}, **({"latency": latency} if latency else {})}
     rng = np.random.default_rng(7)
     t, n = 35, 6  # crosses two auto-resets
@@ -537,8 +534,6 @@ def test_kept_ladder_levels_keep_their_ids_and_queue_places():
 @pytest.mark.slow
 @pytest.mark.parametrize("kind,levels", [("ladder", 4), ("spread_skew", 1)])
 def test_serial_and_threaded_kernels_give_identical_episodes(kind, levels):
-    from conftest import assert_traces_equal, episode_ends, vec_trace
-
     cfg = env_cfg(kind=kind, levels=levels, action={"market_order": 2}, observation={"features": ALL_FEATURES},
                   horizon=10, warmup=10, latency={"entry": {"dist": "uniform", "low": 0.0, "high": 0.4},
                                                   "cancel": {"dist": "exponential", "mean": 0.1, "cap": 0.5},

@@ -10,23 +10,16 @@ import gymnasium
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
+from helpers import assert_traces_equal, episode_ends, short_cst2010, vec_trace
 
 import lobgym
 from lobgym.book_simulation import BookSimulation
 from lobgym.book_spaces import encode_book_action
 from lobgym.config import BookEnvConfig, ConfigError, load_env_config
-from lobgym.market import book as B
+from lobgym.market.book import lob as B
 from lobgym.market.constants import ASK, BID
 from lobgym.presets import list_presets, read_yaml
 from lobgym.simulation_base import ActionError
-
-
-def small(**market) -> dict:
-    """cst2010 with a short episode and warm-up (compile and run time count in CI)."""
-    cfg = read_yaml(list_presets("envs")["cst2010"])
-    cfg["market"].update({"horizon": 20, "dt": 1.0, "warmup": 30, "levels": 64, "max_orders": 256})
-    cfg["market"].update(market)
-    return cfg
 
 
 def book_presets() -> list[str]:
@@ -66,7 +59,7 @@ def run(env, actions, seed):
 
 
 def test_same_seed_same_episode_and_batch_matches_single():
-    cfg = small(horizon=8)
+    cfg = short_cst2010(horizon=8)
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, size=(8, 4)).astype(np.float32)
     env = lobgym.MarketMakingEnv(cfg)
@@ -88,7 +81,7 @@ def test_same_seed_same_episode_and_batch_matches_single():
 
 
 def test_pnl_decomposes_exactly_and_terms_sum_to_reward():
-    cfg = small(fees={"maker": {"per_unit": -0.002, "rate": 0.0001}, "taker": {"per_unit": 0.003}})
+    cfg = short_cst2010(fees={"maker": {"per_unit": -0.002, "rate": 0.0001}, "taker": {"per_unit": 0.003}})
     cfg["action"]["market_order"] = 2
     cfg["reward"] = [{"term": "pnl"}, {"term": "fees"}, {"term": "spread_captured"},
                      {"term": "adverse_selection", "params": {"horizon": 20}}]
@@ -120,7 +113,7 @@ def agent_orders(env):
 
 
 def test_unchanged_quotes_keep_their_queue_position_and_price_changes_lose_it():
-    cfg = small(horizon=50)
+    cfg = short_cst2010(horizon=50)
     env = lobgym.MarketMakingEnv(cfg)
     env.reset(seed=3)
     codec = env.unwrapped.sim.codec
@@ -164,13 +157,13 @@ def test_orders_arrive_after_their_latency():
     """With entry latency L, the agent's new order gets the sequence number right after the
     background limit orders that arrived in [t0, t0 + L): it sits behind exactly those."""
     latency = 0.6
-    cfg = small(latency={"entry": {"dist": "constant", "value": latency}, "cancel": {"dist": "constant",
+    cfg = short_cst2010(latency={"entry": {"dist": "constant", "value": latency}, "cancel": {"dist": "constant",
                                                                                      "value": latency}})
     sim = BookSimulation(load_env_config(cfg), 1, tape_capacity=100_000)
     sim.seed(np.array([11], dtype=np.uint64))
     sim.reset()
     book, flow = sim.state.book, sim.state.flow
-    from lobgym.market import flow as F
+    from lobgym.market.book import flow as F
 
     checked = 0
     for step in range(15):
@@ -195,7 +188,7 @@ def test_orders_arrive_after_their_latency():
 
 
 def test_fees_are_maker_on_passive_and_taker_on_aggressive_lots():
-    cfg = small(horizon=30, fees={"maker": {"per_unit": -0.002, "rate": 0.0}, "taker": {"per_unit": 0.003}})
+    cfg = short_cst2010(horizon=30, fees={"maker": {"per_unit": -0.002, "rate": 0.0}, "taker": {"per_unit": 0.003}})
     cfg["action"]["market_order"] = 3
     env = lobgym.MarketMakingEnv(cfg)
     codec = env.unwrapped.sim.codec
@@ -214,7 +207,7 @@ def test_fees_are_maker_on_passive_and_taker_on_aggressive_lots():
 
 def test_post_only_rejects_orders_that_arrive_marketable():
     late = {"entry": {"dist": "uniform", "low": 0.5, "high": 0.9}, "observation": 0.9}
-    cfg = small(horizon=60, latency=late)
+    cfg = short_cst2010(horizon=60, latency=late)
     cfg["action"]["reference"] = "touch"
     env = lobgym.MarketMakingEnv(cfg)
     codec = env.unwrapped.sim.codec
@@ -231,7 +224,7 @@ def test_post_only_rejects_orders_that_arrive_marketable():
 
 
 def test_inventory_limit_holds_under_random_orders():
-    cfg = small(horizon=40, inventory={"initial": [-2, 2], "limit": 3})
+    cfg = short_cst2010(horizon=40, inventory={"initial": [-2, 2], "limit": 3})
     cfg["action"]["market_order"] = 5
     venv = lobgym.make_vec_env(cfg, n_envs=8, seed=0)
     venv.reset()
@@ -243,30 +236,30 @@ def test_inventory_limit_holds_under_random_orders():
 
 
 def test_bad_actions_and_configs_name_the_field():
-    env = lobgym.MarketMakingEnv(small())
+    env = lobgym.MarketMakingEnv(short_cst2010())
     env.reset(seed=0)
     with pytest.raises(ActionError, match=r"action\[1\] \(ask_offset\) = nan"):
         env.step(np.array([0, np.nan, 0, 0], dtype=np.float32))
     with pytest.raises(ActionError, match=r"action\[2\] \(bid_size\) = 1.5"):
         env.step(np.array([0, 0, 1.5, 0], dtype=np.float32))
-    bad = small(latency={"entry": {"dist": "constant", "value": 1.0}})
+    bad = short_cst2010(latency={"entry": {"dist": "constant", "value": 1.0}})
     with pytest.raises(ConfigError, match=r"latency.entry = 1 .*must be < dt = 1"):
         load_env_config(bad)
-    bad = small()
+    bad = short_cst2010()
     bad["market"]["kind"] = "bok"
     with pytest.raises(ConfigError, match=r"market.kind = 'bok'.*allowed: reduced_form, book"):
         load_env_config(bad)
-    bad = small(s0=100.005)
+    bad = short_cst2010(s0=100.005)
     with pytest.raises(ConfigError, match=r"s0 = 100.005: must be a multiple of tick_size"):
         load_env_config(bad)
-    bad = copy.deepcopy(small())
+    bad = copy.deepcopy(short_cst2010())
     bad["observation"]["features"] = ["inventory", "depth", "inventory"]
     with pytest.raises(ConfigError, match=r"observation.features.*listed twice"):
         load_env_config(bad)
 
 
 def test_observation_is_inside_its_bounds_and_shows_the_agents_queue():
-    env = lobgym.MarketMakingEnv(small(horizon=30))
+    env = lobgym.MarketMakingEnv(short_cst2010(horizon=30))
     space = env.observation_space
     names = env.unwrapped.sim.feature_names
     obs, _ = env.reset(seed=1)
@@ -288,7 +281,7 @@ def test_book_baselines_quote_and_skew_against_inventory():
     from lobgym.agents import make_agent
     from lobgym.evaluation import evaluate
 
-    cfg = load_env_config(small())
+    cfg = load_env_config(short_cst2010())
     quoter = make_agent({"kind": "book_quoter", "params": {"offset": 1, "size": 2, "skew": 1.0, "max_inventory": 3}},
                         cfg)
     names = lobgym.MarketMakingEnv(cfg).unwrapped.sim.feature_names
@@ -318,7 +311,7 @@ def test_informed_flow_makes_passive_fills_adversely_selected():
     fills: the 10-step markout of a passive quoter is much more negative than under pure ZI flow."""
     markouts = {}
     for informed in (None, {"rate": 0.1, "jump_ticks": 4.0, "kappa": 0.5}):
-        cfg = small(horizon=40, warmup=30, **({"informed": informed} if informed else {}))
+        cfg = short_cst2010(horizon=40, warmup=30, **({"informed": informed} if informed else {}))
         cfg["reward"] = [{"term": "spread_captured"}, {"term": "adverse_selection", "params": {"horizon": 10}}]
         venv = lobgym.make_vec_env(cfg, n_envs=48, seed=0)
         venv.reset()
@@ -335,9 +328,7 @@ def test_informed_flow_makes_passive_fills_adversely_selected():
 
 def test_serial_and_parallel_kernels_give_identical_episodes():
     """Everything a step returns, infos and episode counts included, is identical with the threaded kernel."""
-    from conftest import assert_traces_equal, episode_ends, vec_trace
-
-    cfg = small(horizon=10, warmup=10)
+    cfg = short_cst2010(horizon=10, warmup=10)
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, size=(25, 40, 4)).astype(np.float32)  # crosses an auto-reset
     serial, parallel = (vec_trace(lobgym.make_vec_env(cfg, n_envs=40, seed=3, parallel=p), actions)
@@ -390,7 +381,7 @@ def test_tiny_ppo_and_sac_train_on_the_book_env():
     from stable_baselines3 import PPO, SAC
 
     torch.set_num_threads(1)
-    venv = lobgym.make_vec_env(small(horizon=10, warmup=10), 2, seed=0)
+    venv = lobgym.make_vec_env(short_cst2010(horizon=10, warmup=10), 2, seed=0)
     ppo = PPO("MlpPolicy", venv, n_steps=32, batch_size=64, n_epochs=1, seed=0, device="cpu").learn(64)
     sac = SAC("MlpPolicy", venv, learning_starts=16, batch_size=16, seed=0, device="cpu").learn(48)
     assert ppo.num_timesteps == 64 and sac.num_timesteps == 48

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import ROOT, preset
 
 from lobgym.config import (
     AgentConfig,
@@ -318,10 +319,6 @@ def test_the_two_reference_presets_exist() -> None:
 
 
 # ------------------------------------------------------------------- one strict base, finite values
-def preset(name: str) -> dict:
-    return read_yaml(list_presets("envs")[name]) | {"name": name}
-
-
 def at(data: dict, path: tuple, value) -> dict:
     """A copy of ``data`` with the item at ``path`` set to ``value``."""
     out = copy.deepcopy(data)
@@ -629,7 +626,7 @@ def test_bad_paths_and_names_give_one_line(tmp_path: Path) -> None:
 def test_readme_limits_example_raises_the_ceilings() -> None:
     from lobgym.presets import load_yaml
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     (block,) = [b for b in readme.split("```yaml\n")[1:] if b.startswith("limits:")]
     limits = load_yaml(block.split("```")[0])["limits"]
     heavy = at(preset("cst2010"), ("market", "warmup"), 1e6)  # ~4e7 expected events

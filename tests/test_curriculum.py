@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from helpers import preset, rewound_copy, tb_scalars, torch_members
 
 import lobgym
 from lobgym import curriculum
@@ -22,15 +20,10 @@ from lobgym.agents import training
 from lobgym.agents.callbacks import RewardCurriculumCallback
 from lobgym.config import ConfigError, load_env_config
 from lobgym.env import MarketMakingEnv, make_simulation
-from lobgym.presets import list_presets, read_yaml
 from lobgym.state_files import read_state
 from lobgym.vec_env import make_vec_env
 
 PENALTY = "running_inventory_penalty"
-
-
-def preset(name: str) -> dict:
-    return read_yaml(list_presets("envs")[name]) | {"name": name}
 
 
 def with_schedule(name: str, schedule: dict | None, weight: float = 1.0, phi: float = 0.5, **market) -> dict:
@@ -298,28 +291,6 @@ def _env() -> dict:
     return data
 
 
-def _pth(model_zip: Path) -> dict[str, bytes]:
-    with zipfile.ZipFile(model_zip) as zf:
-        members = {n: zf.read(n) for n in zf.namelist() if n.endswith(".pth")}
-    assert "policy.pth" in members
-    return members
-
-
-def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    acc = EventAccumulator(str(run_dir / "tb"))
-    acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
-
-
-def _rewound_copy(run_dir: Path, dest: Path, step: int) -> Path:
-    """``run_dir`` as a run killed right after its checkpoint at ``step`` leaves it."""
-    shutil.copytree(run_dir, dest)
-    name = f"step_{step:012d}"
-    assert (dest / "checkpoints" / name).is_dir()
-    (dest / "checkpoints" / "latest.json").write_text(json.dumps({"step": step, "path": name}))
-    return dest
-
-
 @pytest.fixture(scope="module")
 def scheduled_run(tmp_path_factory) -> Path:
     """A finished scheduled run (do not modify: copy it)."""
@@ -328,13 +299,13 @@ def scheduled_run(tmp_path_factory) -> Path:
 
 
 def test_training_logs_each_rollouts_scheduled_weight(scheduled_run):
-    logged = _scalars(scheduled_run)[f"curriculum/{PENALTY}"]
+    logged = tb_scalars(scheduled_run)[f"curriculum/{PENALTY}"]
     # set at each rollout start (progress k / 6), dumped with SB3's scalars at that rollout's end
     expected = [(ROLLOUT * (k + 1), RAMPED["end"] * min(1.0, (k / 6) / RAMPED["until"])) for k in range(6)]
     assert [s for s, _ in logged] == [s for s, _ in expected]
     assert [v for _, v in logged] == pytest.approx([v for _, v in expected], rel=1e-6)
     assert not any(tag.startswith("curriculum/") and tag != f"curriculum/{PENALTY}"
-                   for tag in _scalars(scheduled_run))
+                   for tag in tb_scalars(scheduled_run))
 
 
 def test_evaluations_during_training_use_the_final_weights(scheduled_run):
@@ -346,10 +317,10 @@ def test_evaluations_during_training_use_the_final_weights(scheduled_run):
 
 
 def test_a_scheduled_run_resumed_from_a_checkpoint_equals_the_uninterrupted_run(scheduled_run, tmp_path):
-    copy_dir = _rewound_copy(scheduled_run, tmp_path / "resumed", 2 * ROLLOUT)  # mid-ramp: weight 2/3 x 2
+    copy_dir = rewound_copy(scheduled_run, tmp_path / "resumed", 2 * ROLLOUT)  # mid-ramp: weight 2/3 x 2
     training.resume(copy_dir, progress=False, command=["resume"])
-    assert _pth(copy_dir / "final" / "model.zip") == _pth(scheduled_run / "final" / "model.zip")
-    assert _pth(copy_dir / "best" / "model.zip") == _pth(scheduled_run / "best" / "model.zip")
+    assert torch_members(copy_dir / "final" / "model.zip") == torch_members(scheduled_run / "final" / "model.zip")
+    assert torch_members(copy_dir / "best" / "model.zip") == torch_members(scheduled_run / "best" / "model.zip")
     a, b = read_state(copy_dir / "final", "vecnormalize"), read_state(scheduled_run / "final", "vecnormalize")
     for part in ("obs_rms", "ret_rms"):
         for key in ("mean", "var", "count"):
@@ -361,6 +332,6 @@ def test_the_resume_comparison_fails_when_the_resumed_run_skips_the_curriculum(s
                                                                                monkeypatch):
     # the control for the test above: resumed without the callback, the env keeps its final weights
     monkeypatch.setattr(RewardCurriculumCallback, "_apply", lambda self: None)
-    copy_dir = _rewound_copy(scheduled_run, tmp_path / "resumed", 2 * ROLLOUT)
+    copy_dir = rewound_copy(scheduled_run, tmp_path / "resumed", 2 * ROLLOUT)
     training.resume(copy_dir, progress=False, command=["resume"])
-    assert _pth(copy_dir / "final" / "model.zip") != _pth(scheduled_run / "final" / "model.zip")
+    assert torch_members(copy_dir / "final" / "model.zip") != torch_members(scheduled_run / "final" / "model.zip")

@@ -14,23 +14,12 @@ import pytest
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.vector.utils import batch_space
 from gymnasium.wrappers import TimeLimit
+from helpers import short_env
 
 from lobgym.env import MarketMakingEnv
 from lobgym.gym_vector import MarketMakingVectorEnv
-from lobgym.presets import list_presets, read_yaml
 
-
-def short(name: str, n_steps: int) -> dict:
-    """Preset ``name`` with an ``n_steps`` horizon (book presets also get a short warm-up and a small book)."""
-    cfg = read_yaml(list_presets("envs")[name])
-    m = cfg["market"]
-    m["horizon"] = n_steps * m["dt"]
-    if m.get("kind") == "book":
-        m.update({"warmup": 10 * m["dt"], "levels": 64, "max_orders": 256})
-    return cfg
-
-
-CONFIGS = {"as2008": short("as2008", 12), "cj2015": short("cj2015", 12), "cst2010": short("cst2010", 6)}
+CONFIGS = {"as2008": short_env("as2008", 12), "cj2015": short_env("cj2015", 12), "cst2010": short_env("cst2010", 6)}
 
 
 def actions_for(env: MarketMakingVectorEnv, steps: int, seed: int = 0) -> np.ndarray:

@@ -10,11 +10,11 @@ through an attribute, neither itself nor in an ``@inline`` helper inlined into i
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "lobgym"
+SRC = ROOT / "src" / "lobgym"
 
 
 def _is_prange(node: ast.AST) -> bool:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
 
 
 @pytest.mark.slow
@@ -24,7 +22,7 @@ def test_wheel_ships_every_preset(tmp_path):
         assert presets, f"no presets in {kind}/"
         for name in presets:
             assert f"lobgym/presets/{kind}/{name}" in names
-    assert "lobgym/cli.py" in names and "lobgym/market/step.py" in names
+    assert "lobgym/cli.py" in names and "lobgym/market/reduced_form/step.py" in names
 
 
 def test_presets_resolve_by_name_and_by_path():

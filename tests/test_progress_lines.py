@@ -8,11 +8,11 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 
 import pytest
 import yaml
+from helpers import run_lobgym
 
 from lobgym.progress import ProgressLines, duration, interval_seconds
 
@@ -76,9 +76,7 @@ def _lobgym(*args: str, **env: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "LOBGYM_PROGRESS_INTERVAL": "0", "COLUMNS": "200", **env}
     for var in ("FORCE_COLOR", "FORCE_TERMINAL", "TTY_COMPATIBLE"):
         env.pop(var, None)
-    proc = subprocess.run([sys.executable, "-m", "lobgym", *args], capture_output=True, text=True, env=env,
-                          timeout=1200)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_lobgym(*args, env=env, timeout=1200)
     assert "\x1b" not in proc.stdout and "\r" not in proc.stdout  # no control codes
     return proc
 

@@ -12,11 +12,11 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from lobgym import provenance
 
-REPO = Path(__file__).resolve().parents[1]
-SRC = REPO / "src" / "lobgym"
+SRC = ROOT / "src" / "lobgym"
 
 
 def _git(cwd: Path, *args: str) -> str:
@@ -40,7 +40,7 @@ def _repo(root: Path, project: str) -> Path:
 
 def _checkout_head() -> str:
     try:
-        return _git(REPO, "rev-parse", "HEAD")
+        return _git(ROOT, "rev-parse", "HEAD")
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("the tests do not run from a git checkout of lobgym")
 
@@ -49,7 +49,7 @@ def test_the_checkout_reports_its_own_head_and_dirty_state():
     head = _checkout_head()
     rev = provenance.source_revision()
     assert rev is not None and rev.commit == head
-    dirty = bool(_git(REPO, "status", "--porcelain", "--untracked-files=no"))
+    dirty = bool(_git(ROOT, "status", "--porcelain", "--untracked-files=no"))
     assert rev.dirty is dirty
     assert provenance.version_line() == f"lobgym {metadata.version('lobgym')} (git {head}" + (
         ", with uncommitted changes)" if dirty else ")")

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
+from helpers import ROOT
 
 import lobgym
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+README = (ROOT / "README.md").read_text()
 
 
 def _blocks(lang: str) -> list[str]:

@@ -15,18 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import short_env
 
 import lobgym
 from lobgym.config import load_env_config
 from lobgym.folders import FolderBusy, exclusive, remove_leftovers
 from lobgym.state_files import RunFileError, named_arrays, read_json, read_state, write_state
-
-
-def _short(name: str, n_steps: int = 25):
-    """Env preset ``name`` with short episodes, so that a few dozen steps cross episode ends."""
-    data = load_env_config(name).model_dump(mode="json")
-    data["market"]["horizon"] = data["market"]["dt"] * n_steps
-    return load_env_config(data)
 
 
 def _steps(venv, actions: np.ndarray) -> list[dict]:
@@ -41,7 +35,7 @@ def _steps(venv, actions: np.ndarray) -> list[dict]:
 
 @pytest.mark.parametrize("preset", ["cj2015", "cst2010"])
 def test_an_env_state_saved_to_files_continues_bit_identically_in_a_fresh_env(preset, tmp_path):
-    cfg = _short(preset)
+    cfg = load_env_config(short_env(preset, 25, small_book=False))  # episodes end within a few dozen steps
     rng = np.random.default_rng(0)
     original = lobgym.make_vec_env(cfg, n_envs=3, seed=11)
     original.reset()

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from helpers import ROOT
 
 from lobgym import cli, tasks
 from lobgym.agents import make_agent
@@ -19,13 +18,7 @@ from lobgym.evaluation import evaluate
 from lobgym.presets import list_presets, load_yaml
 from lobgym.stats import BCA_MIN_N, paired_ratio_ci
 
-TUNING_JSON = Path(__file__).resolve().parents[1] / "experiments" / "tasks" / "book_quoter_tuning.json"
-
-
-@pytest.fixture
-def runner(monkeypatch) -> CliRunner:
-    monkeypatch.setattr(cli.console, "width", 1000)  # no wrapping inside paths and messages
-    return CliRunner()
+TUNING_JSON = ROOT / "experiments" / "tasks" / "book_quoter_tuning.json"
 
 
 # ------------------------------------------------------------------------------------------ tasks

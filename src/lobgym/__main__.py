@@ -1,3 +1,5 @@
+"""``python -m lobgym``: the ``lobgym`` command line."""
+
 from lobgym.cli import main
 
 main()

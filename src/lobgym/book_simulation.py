@@ -1,6 +1,7 @@
-"""N order-book market-making envs advanced by one fused kernel call: decode actions into orders,
-run each book's flow with the agent's latency, settle fills, compute reward terms, write the
-(delayed) observations and, at the horizon, episode metrics; auto-reset where asked.
+"""N order-book market-making envs advanced by one fused kernel call.
+
+Each step decodes the actions into orders, runs each book's flow with the agent's latency, settle fills, compute
+reward terms, write the (delayed) observations and, at the horizon, episode metrics; auto-reset where asked.
 
 A :class:`~lobgym.simulation_base.SimulationBase`, like the reduced-form
 :class:`~lobgym.simulation.Simulation`, so the env and vector adapters take either.
@@ -26,10 +27,10 @@ from lobgym.book_spaces import (
 )
 from lobgym.config import BookEnvConfig, Delay
 from lobgym.flow_config import build_flow_params
-from lobgym.market import book as B
-from lobgym.market import flow as F
 from lobgym.market._jit import inline, kernel, parallel_kernel
-from lobgym.market.book_market import (
+from lobgym.market.book import flow as F
+from lobgym.market.book import lob as B
+from lobgym.market.book.step import (
     DELAY_CONSTANT,
     DELAY_EXPONENTIAL,
     DELAY_UNIFORM,
@@ -145,14 +146,25 @@ def _reset_all(st, stats, p, rng, rstate, ospec, buf, mask):
 # together inside it; each chunk then calls a kernel, as in lobgym.simulation.
 @kernel
 def _join(book, flow, fills, a, s, fp):
-    """The market state and params from the parts the parallel kernels pass around."""
-    st = BookMarketState(book, flow, fills, a.step, a.mid, a.mid2, a.cash, a.inventory, a.fees, a.order, a.pend,
-        a.want_px, a.want_lots, a.plan, a.seen_px, a.seen_qty, a.seen_queue, a.seen_inventory, a.seen_bg, a.seen_mid2,
-        a.seen_quote, a.seen_fills, a.seen_trades, a.trade_last, a.trade_ewma, a.var_ewma, a.last_fill)
-    p = BookMarketParams(s.tick_size, s.s0_tick, s.n_steps, s.dt, s.warmup, s.seed_depth, s.seed_per_level,
-        s.entry_kind, s.entry_a, s.entry_b, s.cancel_kind, s.cancel_a, s.cancel_b, s.obs_delay, s.maker_unit,
-        s.maker_rate, s.taker_unit, s.taker_rate, s.post_only, s.inventory_limit, s.q0_low, s.q0_high, s.ewma_alpha,
-        fp)
+    """The market state and params from the parts the parallel kernels pass around.
+
+    By keyword, so that the order of the fields cannot be got wrong; a field left out fails the compile.
+    """
+    st = BookMarketState(
+        book=book, flow=flow, fills=fills,
+        step=a.step, mid=a.mid, mid2=a.mid2, cash=a.cash, inventory=a.inventory, fees=a.fees, order=a.order,
+        pend=a.pend, want_px=a.want_px, want_lots=a.want_lots, plan=a.plan, seen_px=a.seen_px,
+        seen_qty=a.seen_qty, seen_queue=a.seen_queue, seen_inventory=a.seen_inventory, seen_bg=a.seen_bg,
+        seen_mid2=a.seen_mid2, seen_quote=a.seen_quote, seen_fills=a.seen_fills, seen_trades=a.seen_trades,
+        trade_last=a.trade_last, trade_ewma=a.trade_ewma, var_ewma=a.var_ewma, last_fill=a.last_fill)
+    p = BookMarketParams(
+        tick_size=s.tick_size, s0_tick=s.s0_tick, n_steps=s.n_steps, dt=s.dt, warmup=s.warmup,
+        seed_depth=s.seed_depth, seed_per_level=s.seed_per_level, entry_kind=s.entry_kind, entry_a=s.entry_a,
+        entry_b=s.entry_b, cancel_kind=s.cancel_kind, cancel_a=s.cancel_a, cancel_b=s.cancel_b,
+        obs_delay=s.obs_delay, maker_unit=s.maker_unit, maker_rate=s.maker_rate, taker_unit=s.taker_unit,
+        taker_rate=s.taker_rate, post_only=s.post_only, inventory_limit=s.inventory_limit, q0_low=s.q0_low,
+        q0_high=s.q0_high, ewma_alpha=s.ewma_alpha,
+        flow=fp)
     return st, p
 
 
@@ -238,6 +250,7 @@ class BookSimulation(SimulationBase):
                      book_action_dim(self.codec))
 
     def observation_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Finite low and high bounds of the observation vector."""
         m, a, o = self.cfg.market, self.cfg.action, self.cfg.observation
         low, high = m.inventory.bounds
         if m.inventory.limit is not None:
@@ -275,4 +288,5 @@ class BookSimulation(SimulationBase):
 
     @property
     def book(self) -> B.BookState:
+        """The N books (``state.book``)."""
         return self.state.book

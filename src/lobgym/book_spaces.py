@@ -64,7 +64,7 @@ lots are the differences of ``round(total * cumulative share)``, so they sum exa
 Every codec: an order the agent already rests at a wanted level's price is left alone if the size is
 unchanged (it keeps its queue position), reduced if only the size went down (as exchanges do, it
 keeps its position), and cancelled and replaced if more lots are wanted; orders at prices no longer
-wanted are cancelled (see :mod:`lobgym.market.book_market`).
+wanted are cancelled (see :mod:`lobgym.market.book.step`).
 
 Observation features (in the order listed in the config; each has a fixed width):
 
@@ -100,8 +100,8 @@ from typing import NamedTuple
 import numpy as np
 
 from lobgym.market._jit import inline
-from lobgym.market.book import NO_ASK as NO_ASK_PX
-from lobgym.market.book import NO_BID as NO_BID_PX
+from lobgym.market.book.lob import NO_ASK as NO_ASK_PX
+from lobgym.market.book.lob import NO_BID as NO_BID_PX
 from lobgym.market.constants import ASK, BID
 
 KIND_OFFSETS = 0
@@ -125,6 +125,8 @@ MAX_LEVELS = 5
 
 
 class BookActionCodec(NamedTuple):
+    """A book env's action codec as the kernels read it (from a validated ``BookActionConfig``)."""
+
     kind: int  #: KIND_*
     reference: int  #: REF_MID or REF_TOUCH
     max_offset: int  #: ticks at action +1
@@ -151,10 +153,12 @@ def _base_dim(codec: BookActionCodec) -> int:
 
 
 def book_action_dim(codec: BookActionCodec) -> int:
+    """Entries of the codec's action: 4 (``ladder``: 6), plus 1 with a market-order dimension."""
     return _base_dim(codec) + (1 if codec.market_lots > 0 else 0)
 
 
 def book_action_names(kind: str, market_order: bool) -> tuple[str, ...]:
+    """The names of the action entries of codec ``kind``, with ``market_order`` last if it has one."""
     names = ACTION_NAMES[kind]
     return names if market_order else names[:-1]
 
@@ -190,9 +194,11 @@ def _skewed_quotes(i, actions, codec, st, ref_bid, ref_ask, mid_bid, mid_ask):
 
 @inline
 def decode_book_one(i, actions, codec, st):
-    """Write env ``i``'s wanted orders into ``st.want_px`` / ``st.want_lots`` (ticks, lots per side and
-    level) from its action and the observed background best bid and ask; returns the signed lots of
-    its market order."""
+    """Write env ``i``'s wanted orders into ``st.want_px`` / ``st.want_lots``; returns its market order.
+
+    The orders (ticks, lots per side and level) follow from the env's action and the observed
+    background best bid and ask; the market order is returned as signed lots.
+    """
     seen_bid = st.seen_bg[i, BID]
     seen_ask = st.seen_bg[i, ASK]
     m2 = seen_bid + seen_ask
@@ -250,8 +256,11 @@ def _base_dim_of(codec):
 
 
 def encode_book_action(codec: BookActionCodec, bid_offset, ask_offset, bid_size, ask_size, market=0) -> np.ndarray:
-    """The float32 action of the ``offsets`` codec that decodes to the given offsets (ticks), sizes and
-    market lots (inverse of :func:`decode_book_one`; values are clipped to what the codec can express)."""
+    """The float32 action of the ``offsets`` codec that decodes to the given offsets, sizes and market lots.
+
+    Offsets are in ticks. The inverse of :func:`decode_book_one`; values are clipped to what the codec
+    can express.
+    """
     if codec.kind != KIND_OFFSETS:
         raise ValueError("encode_book_action: the offsets codec only; use encode_quotes for any codec")
     def unit(x, top):
@@ -267,13 +276,16 @@ def encode_book_action(codec: BookActionCodec, bid_offset, ask_offset, bid_size,
 
 
 def encode_quotes(codec: BookActionCodec, bid_offset, ask_offset, bid_size, ask_size, market=0) -> np.ndarray:
-    """An action of any codec that quotes one order per side ``bid_offset`` / ``ask_offset`` ticks
-    (>= 0) beyond the reference ticks with the given sizes, unskewed, and the given market lots.
+    """An action of any codec that quotes one order per side, unskewed, and sends the given market lots.
+
+    The orders sit ``bid_offset`` / ``ask_offset`` ticks (>= 0) beyond the reference ticks, with the
+    given sizes.
 
     Exact within the codec's range: offsets up to ``max_offset``; sizes up to ``max_size``
     (``ladder``: ``K * max_size``, all at the first level). ``spread_skew`` and ``ladder`` move both
     quotes together (a difference between the sides is their inventory skew), so for them
-    ``bid_offset`` must equal ``ask_offset`` (a ``ValueError`` otherwise)."""
+    ``bid_offset`` must equal ``ask_offset`` (a ``ValueError`` otherwise).
+    """
     if codec.kind == KIND_OFFSETS:
         return encode_book_action(codec, bid_offset, ask_offset, bid_size, ask_size, market)
     bid_offset, ask_offset, bid_size, ask_size, market = np.broadcast_arrays(
@@ -337,6 +349,8 @@ SINCE_FILL_CAP = 10.0
 
 
 class BookObservationSpec(NamedTuple):
+    """A book env's observation as the kernels build it: feature codes and scales."""
+
     features: np.ndarray  #: (F,) int64 feature codes, in order
     inventory_scale: float
     spread_scale: float  #: max_offset
@@ -348,6 +362,7 @@ class BookObservationSpec(NamedTuple):
 
 
 def feature_widths(depth_levels: int, returns: int) -> dict[str, int]:
+    """Observation entries of each feature, given the ``depth_levels`` and ``returns`` settings."""
     return {"inventory": 1, "time_left": 1, "spread": 1, "depth": 2 * depth_levels, "imbalance": 1,
             "returns": returns, "queue": 2, "quotes": 2, "fills": 2, "trade_flow": 1, "microprice": 1,
             "volatility": 1, "since_fill": 1}

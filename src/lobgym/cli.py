@@ -94,8 +94,11 @@ def evaluate(
     reference: Annotated[str | None, typer.Option(help="agent name the others are compared with, episode by "
                                                        "episode", show_default="the first agent")] = None,
 ) -> None:
-    """Evaluate agents side by side on common random numbers; print a metrics table and each agent's
-    paired difference against the reference (mean, SE and 95% interval over the common episodes)."""
+    """Evaluate agents side by side on common random numbers.
+
+    Prints a metrics table and each agent's paired difference against the reference (mean, SE and 95%
+    interval over the common episodes).
+    """
     from lobgym.agents import make_agent
     from lobgym.config import load_agent_config, load_env_config
     from lobgym.evaluation import evaluate as run_evaluation
@@ -199,7 +202,6 @@ def train(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Train PPO or SAC on an env; writes runs/<name>/ (config, TensorBoard, checkpoints, models, report)."""
-
     from lobgym.agents import training
 
     try:
@@ -227,7 +229,9 @@ def study(
                                                 show_default="start a local Ray instance")] = None,
 ) -> None:
     """Run a grid of trainings (resumes: finished trials are skipped), then write its report.
-    A spec with ``kind: benchmark`` (experiments/env_benchmark.yaml) runs as ``lobgym bench --all``."""
+
+    A spec with ``kind: benchmark`` (experiments/env_benchmark.yaml) runs as ``lobgym bench --all``.
+    """
     from lobgym.tools.report import write_report
     from lobgym.tools.study import run_study
 
@@ -484,8 +488,10 @@ def score(
                                                  show_default="the task's protocol")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the scores as JSON here")] = None,
 ) -> None:
-    """Normalised score of an agent on the standard tasks (random = 0, the task's reference = 1), with a
-    95% interval from a paired bootstrap over the common episodes."""
+    """Normalised score of an agent on the standard tasks (random = 0, the task's reference = 1).
+
+    Each score comes with a 95% interval from a paired bootstrap over the common episodes.
+    """
     from lobgym import tasks as suite
     from lobgym.io import write_json_atomic
     from lobgym.provenance import version_line
@@ -546,4 +552,5 @@ def score(
 
 
 def main() -> None:
+    """Run the ``lobgym`` command line (what ``python -m lobgym`` calls)."""
     app()

@@ -60,23 +60,31 @@ class FillConfig(Strict):
 
 
 class MeanReversion(Strict):
+    """Ornstein–Uhlenbeck pull of the mid towards the level ``theta`` at speed ``kappa``."""
+
     kappa: float = Field(gt=0, le=RATE_MAX,
                          description=f"Ornstein–Uhlenbeck mean-reversion speed (at most {RATE_MAX:g})")
     theta: Price = Field(description=f"long-run level (|theta| at most {PRICE_MAX:g})")
 
 
 class Jumps(Strict):
+    """Jumps of the mid: Poisson arrivals at ``rate``, normal sizes of mean ``mean`` and std ``std``."""
+
     rate: float = Field(ge=0, le=RATE_MAX, description=f"jumps per unit time (at most {RATE_MAX:g})")
     mean: Price = Field(0.0, description=f"mean jump size (|mean| at most {PRICE_MAX:g})")
     std: float = Field(0.0, ge=0, le=PRICE_MAX, description=f"jump size standard deviation (at most {PRICE_MAX:g})")
 
 
 class Fees(Strict):
+    """Maker fees of a reduced-form market, per filled lot and per traded value (negative = rebate)."""
+
     per_unit: Price = Field(0.0, description="maker fee per filled lot; negative = rebate")
     rate: float = Field(0.0, gt=-1, lt=1, description="maker fee per traded value; negative = rebate")
 
 
 class InventoryConfig(Strict):
+    """The initial inventory ``q0`` (fixed, or drawn uniformly) and an optional bound on ``|q|``."""
+
     initial: int | tuple[int, int] = Field(0, description="q0, or [low, high] to draw q0 uniformly "
                                                           f"(|q0| at most {LOTS_MAX:,})")
     limit: int | None = Field(None, gt=0, le=LOTS_MAX, description=f"|q| bound: a side stops quoting at it "
@@ -95,6 +103,7 @@ class InventoryConfig(Strict):
 
     @property
     def bounds(self) -> tuple[int, int]:
+        """``(low, high)`` of the initial inventory; both equal ``initial`` when it is an integer."""
         return (self.initial, self.initial) if isinstance(self.initial, int) else tuple(self.initial)
 
 
@@ -157,6 +166,7 @@ class ReducedFormMarket(Strict):
 
     @property
     def n_steps(self) -> int:
+        """Steps per episode, ``horizon / dt`` (a whole number: checked on validation)."""
         return int(round(self.horizon / self.dt))
 
 
@@ -192,21 +202,28 @@ class Delay(Strict):
 
     @property
     def max(self) -> float:
+        """The largest delay ``dist`` can draw: the value of :attr:`max_field`."""
         return getattr(self, self.max_field)
 
 
 class LatencyConfig(Strict):
+    """The agent's latencies: order entry, cancellation and observation (each below ``dt``)."""
+
     entry: Delay = Delay()
     cancel: Delay = Delay()
     observation: Span = Field(0.0, description="the agent sees the market as it was this long ago")
 
 
 class FeeSchedule(Strict):
+    """Fees of one role in a trade, per lot and per traded value (negative = rebate)."""
+
     per_unit: Price = Field(0.0, description="fee per lot traded; negative = rebate")
     rate: float = Field(0.0, gt=-1, lt=1, description="fee per traded value; negative = rebate")
 
 
 class BookFees(Strict):
+    """Fees of a book market: ``maker`` for the agent's resting orders, ``taker`` for its market orders."""
+
     maker: FeeSchedule = FeeSchedule()
     taker: FeeSchedule = FeeSchedule()
 
@@ -263,15 +280,19 @@ class BookMarket(Strict):
 
     @property
     def n_steps(self) -> int:
+        """Env steps per episode, ``horizon / dt`` (a whole number: checked on validation)."""
         return int(round(self.horizon / self.dt))
 
     @property
     def s0_tick(self) -> int:
+        """The initial mid-price in ticks, ``s0 / tick_size`` (a whole number: checked on validation)."""
         return int(round(self.s0 / self.tick_size))
 
     def event_rates(self) -> dict[str, float]:
-        """Expected background events per second by the field that drives them (an upper estimate in
-        stationarity: each limit order counts twice, as it can also be cancelled)."""
+        """Expected background events per second, by the field that drives them.
+
+        An upper estimate in stationarity: each limit order counts twice, as it can also be cancelled.
+        """
         rates = {f"flow.{k}": v for k, v in self.flow.event_rates().items()}
         if self.informed is not None:
             rates["informed.rate"] = self.informed.rate
@@ -290,8 +311,11 @@ MAX_EVENTS_PER_EPISODE = 10_000_000
 
 
 class WorkLimits(Strict):
-    """Ceilings on the work of one episode. A config above one is refused (a typo such as
-    ``warmup: 1e7`` would otherwise run for hours); raise a ceiling here on purpose."""
+    """Ceilings on the work of one episode.
+
+    A config above one is refused (a typo such as ``warmup: 1e7`` would otherwise run for hours);
+    raise a ceiling here on purpose.
+    """
 
     max_steps_per_episode: int = Field(MAX_STEPS_PER_EPISODE, gt=0, le=10**12,
                                        description="env steps per episode (horizon / dt)")
@@ -334,10 +358,14 @@ Scale = Annotated[float, Field(ge=SCALE_MIN, le=SCALE_MAX)]
 
 
 class SizesConfig(Strict):
+    """Quote sizes chosen by the action, from 0 (the side withdrawn) to ``max_size`` lots."""
+
     max_size: int = Field(gt=0, le=LOTS_MAX, description=f"largest quote size in lots (at most {LOTS_MAX:,})")
 
 
 class ActionConfig(Strict):
+    """How ``Box(-1, 1)`` actions map to quote depths, and optionally sizes (see :mod:`lobgym.spaces`)."""
+
     max_depth: float = Field(gt=0, le=PRICE_MAX, description=f"depth quoted at action +1, price units (at most "
                                                              f"{PRICE_MAX:g})")
     min_depth: float = Field(0.0, ge=-PRICE_MAX, le=PRICE_MAX, description=(
@@ -357,6 +385,8 @@ FeatureName = Literal[tuple(FEATURES)]  # type: ignore[valid-type]
 
 
 class ObservationConfig(Strict):
+    """The reduced-form env's observation: its features, in order, and the inventory scale."""
+
     features: list[FeatureName] = Field(default_factory=lambda: ["inventory", "time_left"], min_length=1)
     inventory_scale: Scale = Field(10.0, description=f"inventory divisor when no limit is set ({SCALE_MIN:g} .. "
                                                      f"{SCALE_MAX:g} lots)")
@@ -383,6 +413,7 @@ class ConstantSchedule(Strict):
 
     @property
     def peak(self) -> float:
+        """The schedule's largest multiplier: 1."""
         return 1.0
 
 
@@ -414,6 +445,7 @@ class LinearSchedule(_RampSchedule):
     kind: Literal["linear"]
 
     def multiplier(self, progress: float) -> float:
+        """The multiplier at training ``progress`` in [0, 1] (:func:`lobgym.curriculum.linear`)."""
         from lobgym.curriculum import linear
 
         return linear(progress, self.start, self.end, self.begin, self.until)
@@ -425,6 +457,7 @@ class CosineSchedule(_RampSchedule):
     kind: Literal["cosine"]
 
     def multiplier(self, progress: float) -> float:
+        """The multiplier at training ``progress`` in [0, 1] (:func:`lobgym.curriculum.cosine`)."""
         from lobgym.curriculum import cosine
 
         return cosine(progress, self.start, self.end, self.begin, self.until)
@@ -454,12 +487,14 @@ class StepSchedule(Strict):
         return self
 
     def multiplier(self, progress: float) -> float:
+        """The multiplier at training ``progress`` in [0, 1] (:func:`lobgym.curriculum.step`)."""
         from lobgym.curriculum import step
 
         return step(progress, self.values, self.at)
 
     @property
     def peak(self) -> float:
+        """The schedule's largest multiplier, ``max(values)``."""
         return max(self.values)
 
 
@@ -469,6 +504,8 @@ ScheduleConfig = Annotated[ConstantSchedule | LinearSchedule | CosineSchedule | 
 
 
 class RewardTermConfig(Strict):
+    """One reward term (see :mod:`lobgym.rewards`): its name, weight, parameters and curriculum."""
+
     term: str
     weight: float = Field(1.0, ge=-COEF_MAX, le=COEF_MAX, description=f"|weight| at most {COEF_MAX:g}")
     params: dict[str, Any] = Field(default_factory=dict)
@@ -538,6 +575,7 @@ class EnvConfig(Strict):
 
     @property
     def inventory_scale(self) -> float:
+        """The observation's inventory divisor: ``market.inventory.limit`` if set, else ``observation``'s."""
         limit = self.market.inventory.limit
         return float(limit) if limit is not None else self.observation.inventory_scale
 
@@ -574,6 +612,8 @@ BookFeatureName = Literal[tuple(BOOK_FEATURES)]  # type: ignore[valid-type]
 
 
 class BookObservationConfig(Strict):
+    """A book env's observation: its features, in order, with their sizes and scales (:mod:`lobgym.book_spaces`)."""
+
     features: list[BookFeatureName] = Field(
         default_factory=lambda: ["inventory", "time_left", "spread", "depth", "imbalance", "returns", "queue"],
         min_length=1)
@@ -606,6 +646,7 @@ class BookEnvConfig(Strict):
 
     @property
     def inventory_scale(self) -> float:
+        """The observation's inventory divisor: ``market.inventory.limit`` if set, else ``observation``'s."""
         limit = self.market.inventory.limit
         return float(limit) if limit is not None else self.observation.inventory_scale
 
@@ -615,16 +656,22 @@ AnyEnvConfig = EnvConfig | BookEnvConfig
 
 # ------------------------------------------------------------------------------------------ agents
 class AvellanedaStoikovParams(Strict):
+    """Parameters of the Avellaneda & Stoikov (2008) baseline."""
+
     gamma: float = Field(gt=0, le=COEF_MAX, description=f"risk aversion (at most {COEF_MAX:g})")
     symmetric: bool = Field(False, description="centre the AS spread on the mid (the paper's benchmark)")
 
 
 class GueantParams(Strict):
+    """Parameters of the Guéant, Lehalle & Fernandez-Tapia (2013) baseline."""
+
     gamma: float = Field(gt=0, le=COEF_MAX, description=f"risk aversion (at most {COEF_MAX:g})")
     inventory_bound: int | None = Field(None, gt=0, le=LOTS_MAX, description="stop quoting a side at |q| = bound")
 
 
 class CarteaJaimungalParams(Strict):
+    """Parameters of the Cartea, Jaimungal & Penalva (2015) baseline."""
+
     phi: float | None = Field(None, ge=0, le=COEF_MAX,
                               description="running inventory penalty; default: from the env reward")
     alpha: float | None = Field(None, ge=0, le=COEF_MAX,
@@ -634,14 +681,20 @@ class CarteaJaimungalParams(Strict):
 
 
 class FixedSpreadParams(Strict):
+    """Parameters of the fixed-spread baseline: the same depth on both sides."""
+
     half_spread: float = Field(ge=0, le=PRICE_MAX, description="depth quoted on both sides")
 
 
 class RandomParams(Strict):
+    """Parameters of the random baseline: the seed of its own action draws."""
+
     seed: int = Field(0, ge=0, lt=2**63)
 
 
 class BookQuoterParams(Strict):
+    """Parameters of the book-market quoter baseline: offset, size and inventory skew of its quotes."""
+
     offset: int = Field(0, ge=0, le=10_000, description="ticks from the reference quote (action.reference) on both "
                                                         "sides")
     size: int = Field(1, gt=0, le=BOOK_ORDER_LOTS_MAX, description="lots per side")
@@ -689,6 +742,7 @@ class AgentConfig(Strict):
 
     @property
     def typed_params(self) -> Strict:
+        """``params`` validated by the parameter model of ``kind`` (:data:`BASELINE_PARAMS`)."""
         return BASELINE_PARAMS[self.kind].model_validate(self.params)
 
 
@@ -700,17 +754,23 @@ LRSignal = Literal[LR_SIGNALS]  # type: ignore[valid-type]
 
 
 class ConstantBase(Strict):
+    """LR time base: a constant rate ``lr``."""
+
     kind: Literal["constant"]
     lr: float = Field(gt=0)
 
 
 class LinearBase(Strict):
+    """LR time base: a straight line from ``start`` at the beginning of training to ``end`` at the end."""
+
     kind: Literal["linear"]
     start: float = Field(gt=0)
     end: float = Field(ge=0)
 
 
 class CosineBase(Strict):
+    """LR time base: linear warm-up to ``peak`` over the ``warmup`` fraction, then cosine decay to ``end``."""
+
     kind: Literal["cosine"]
     peak: float = Field(gt=0)
     end: float = Field(0.0, ge=0)
@@ -718,6 +778,8 @@ class CosineBase(Strict):
 
 
 class CyclicBase(Strict):
+    """LR time base: triangular cycles between ``low`` and ``high``, ``cycles`` of them over training."""
+
     kind: Literal["cyclic"]
     low: float = Field(gt=0)
     high: float = Field(gt=0)
@@ -731,6 +793,8 @@ class CyclicBase(Strict):
 
 
 class KLTargetRule(Strict):
+    """LR rule: multiplier / ``factor`` when KL > target * band, * ``factor`` when KL < target / band."""
+
     kind: Literal["kl_target"]
     signal: Literal["approx_kl"] = "approx_kl"
     target: float = Field(0.01, gt=0)
@@ -739,6 +803,8 @@ class KLTargetRule(Strict):
 
 
 class PlateauRule(Strict):
+    """LR rule: the multiplier times ``factor`` when ``signal`` stops improving (as ``ReduceLROnPlateau``)."""
+
     kind: Literal["plateau"]
     signal: LRSignal = "eval_return"
     mode: Literal["min", "max"] = "max"
@@ -749,6 +815,8 @@ class PlateauRule(Strict):
 
 
 class BoldDriverRule(Strict):
+    """LR rule: the multiplier grows while the smoothed ``signal`` rises, and is cut when it falls."""
+
     kind: Literal["bold_driver"]
     signal: LRSignal = "train_return"
     smoothing: float = Field(0.9, ge=0, lt=1)
@@ -758,6 +826,8 @@ class BoldDriverRule(Strict):
 
 
 class DivergenceGuardRule(Strict):
+    """LR rule: a non-finite or exploding ``signal`` cuts the multiplier and blocks increases a while."""
+
     kind: Literal["divergence_guard"]
     signal: LRSignal = "loss"
     max_ratio: float = Field(10.0, gt=1)
@@ -844,6 +914,8 @@ class PolicyConfig(Strict):
 
 
 class OptimizerConfig(Strict):
+    """The torch optimizer and its keyword arguments (the rate comes from ``learning_rate``)."""
+
     name: Literal["adam", "adamw", "rmsprop"] = "adam"
     kwargs: dict[str, HyperValue] = Field(default_factory=dict, description="keyword arguments of the optimizer")
 
@@ -878,13 +950,18 @@ class TrainEvalConfig(Strict):
 
 
 class CheckpointConfig(Strict):
+    """How often training saves a checkpoint, and how many of them it keeps."""
+
     every: int = Field(20_000, gt=0, description="timesteps between checkpoints")
     keep: int = Field(2, gt=0, description="checkpoints kept on disk (the newest)")
 
 
 class TrainingConfig(Strict):
-    """A training preset (zoo-style): algorithm, networks, batch of envs, hyperparameters, optimizer,
-    learning rate (a number or a controller spec), evaluation and checkpoints."""
+    """A training preset (zoo-style) of an RL agent.
+
+    It sets the algorithm, networks, batch of envs, hyperparameters, optimizer, learning rate (a number or a
+    controller spec), evaluation and checkpoints.
+    """
 
     name: str = "custom"
     description: str = ""
@@ -934,8 +1011,10 @@ class TrainingConfig(Strict):
 
 def with_interface(env: AnyEnvConfig, interface: dict[str, dict[str, Any]] | None,
                    where: str = "interface") -> AnyEnvConfig:
-    """``env`` with its ``action`` / ``observation`` sections updated key by key from ``interface``
-    (an agent's interface: how it acts and what it sees); the market and the reward are untouched."""
+    """``env`` with its ``action`` / ``observation`` sections updated key by key from ``interface``.
+
+    ``interface`` is an agent's interface: how it acts and what it sees. The market and the reward are untouched.
+    """
     if not interface:
         return env
     data = env.model_dump(mode="json")
@@ -976,8 +1055,10 @@ def _load(model: type[BaseModel] | Any, kind: str, spec: Any) -> Any:
 
 
 def load_env_config(spec: str | Path | dict | EnvConfig | BookEnvConfig) -> EnvConfig | BookEnvConfig:
-    """An env config from a preset name (``"as2008"``), a YAML path, a dict or a config: a
-    :class:`BookEnvConfig` when ``market.kind`` is ``book``, else an :class:`EnvConfig`."""
+    """An env config from a preset name (``"as2008"``), a YAML path, a dict or a config.
+
+    Returns a :class:`BookEnvConfig` when ``market.kind`` is ``book``, else an :class:`EnvConfig`.
+    """
     if isinstance(spec, EnvConfig | BookEnvConfig):
         return spec
     return _load(_env_model, "envs", spec)
@@ -998,8 +1079,11 @@ def _market_kind(data: Any) -> Any:
 
 
 def load_agent_config(spec: str | Path | dict | AgentConfig | TrainingConfig) -> AgentConfig | TrainingConfig:
-    """An agent preset from a name, a YAML path, a dict or a config: a :class:`TrainingConfig` when
-    ``kind`` is an RL algorithm (``ppo``, ``sac``), else a baseline's :class:`AgentConfig`."""
+    """An agent preset from a name, a YAML path, a dict or a config.
+
+    Returns a :class:`TrainingConfig` when ``kind`` is an RL algorithm (``ppo``, ``sac``), else a baseline's
+    :class:`AgentConfig`.
+    """
     if isinstance(spec, AgentConfig | TrainingConfig):
         return spec
     return _load(_agent_model, "agents", spec)

@@ -1,6 +1,7 @@
-"""The one strict base of every config model (env, market, flow, reward terms, agents, training,
-learning-rate control, studies, benchmarks), its error type, its error formatting and the bounds
-shared by the models' fields.
+"""The one strict base of every config model, its error type, its error formatting and the shared bounds.
+
+The base serves every config model (env, market, flow, reward terms, agents, training, learning-rate
+control, studies, benchmarks); the bounds are those shared by the models' fields.
 
 A :class:`Strict` model refuses unknown keys and non-finite floats -- also inside free-form
 mappings and lists --, is immutable, and ``model_copy(update=...)`` validates the copy like a new
@@ -128,8 +129,10 @@ _SCALAR_TAGS = {"float", "int", "bool", "str", "none", "bytes"}
 
 
 def _written_loc(loc: tuple, data: Any, missing: bool) -> tuple:
-    """``loc`` without the union tags pydantic inserts that are not keys of ``data`` at that point
-    (such as a discriminator's value: ``flow.cst.lam`` is what the user wrote as ``flow.lam``)."""
+    """``loc`` without the union tags pydantic inserts that are not keys of ``data`` at that point.
+
+    Such as a discriminator's value: ``flow.cst.lam`` is what the user wrote as ``flow.lam``.
+    """
     out, node = [], data
     for j, key in enumerate(loc):
         if isinstance(node, BaseModel):
@@ -148,8 +151,10 @@ def _written_loc(loc: tuple, data: Any, missing: bool) -> tuple:
 
 
 def format_error(err: ValidationError, source: str, model: type[BaseModel] | None = None, data: Any = None) -> str:
-    """One line ``source: field = value: what is allowed; ...`` for every error of ``err`` (``data``,
-    the validated input, lets the locations drop the tags that are not keys of it)."""
+    """One line ``source: field = value: what is allowed; ...`` for every error of ``err``.
+
+    ``data``, the validated input, lets the locations drop the tags that are not keys of it.
+    """
     # drop union members' tags (``list[...]``, ``function-after[...]``, ``float``, a model class name)
     # from the locations: they are not fields or keys the user wrote
     tags = _model_names() | _SCALAR_TAGS

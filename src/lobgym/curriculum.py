@@ -69,8 +69,11 @@ def step(progress: float, values: Sequence[float], at: Sequence[float]) -> float
 
 
 def multiplier(schedule: Any, progress: float) -> float:
-    """The multiplier of a term's weight at ``progress``: 1 without a schedule (``None``), else
-    ``schedule.multiplier(progress)`` (a schedule model of :mod:`lobgym.config`)."""
+    """The multiplier of a term's weight at ``progress``.
+
+    1 without a schedule (``None``), else ``schedule.multiplier(progress)`` (a schedule model of
+    :mod:`lobgym.config`).
+    """
     if schedule is None:
         check_progress(progress)
         return 1.0
@@ -83,8 +86,10 @@ def term_weights(terms: Iterable[Any], progress: float = FINAL_PROGRESS) -> np.n
 
 
 def reward_weights(cfg: Any, progress: float = FINAL_PROGRESS) -> np.ndarray:
-    """Every reward weight of env config ``cfg`` at ``progress`` (by default the final ones), in
-    the order of ``cfg.reward`` -- the order of the simulation's ``reward_spec.weights``."""
+    """Every reward weight of env config ``cfg`` at ``progress`` (by default the final ones).
+
+    In the order of ``cfg.reward`` -- the order of the simulation's ``reward_spec.weights``.
+    """
     return term_weights(cfg.reward, progress)
 
 

@@ -20,8 +20,11 @@ if TYPE_CHECKING:  # the simulations are imported by the kind that needs one (lo
 
 def make_simulation(cfg: EnvConfig | BookEnvConfig, n_envs: int,
                     parallel: bool | None = None) -> Simulation | BookSimulation:
-    """The simulation of ``cfg``'s market kind (:mod:`lobgym.market_kinds`). Its reward weights are the
-    final ones (:data:`~lobgym.curriculum.FINAL_PROGRESS`) when some term has a ``schedule``."""
+    """The simulation of ``cfg``'s market kind (:mod:`lobgym.market_kinds`).
+
+    Its reward weights are the final ones (:data:`~lobgym.curriculum.FINAL_PROGRESS`) when some term has
+    a ``schedule``.
+    """
     sim = market_kinds.of(cfg).load("simulation")(cfg, n_envs, parallel=parallel)
     if any(t.schedule is not None for t in cfg.reward):
         set_reward_weights(sim, cfg, FINAL_PROGRESS)
@@ -30,10 +33,12 @@ def make_simulation(cfg: EnvConfig | BookEnvConfig, n_envs: int,
 
 def set_reward_weights(sim: Simulation | BookSimulation, cfg: EnvConfig | BookEnvConfig,
                        progress: float) -> np.ndarray:
-    """Write ``cfg``'s reward weights at training ``progress`` in [0, 1] (:mod:`lobgym.curriculum`) into
-    ``sim.reward_spec.weights``, in place: the compiled step reads that array, so the reward changes from
+    """Write ``cfg``'s reward weights at training ``progress`` in [0, 1] into ``sim.reward_spec.weights``.
+
+    See :mod:`lobgym.curriculum`. In place: the compiled step reads that array, so the reward changes from
     the next step on, without recompiling. Returns the weights; raises ``ValueError`` naming ``progress``
-    outside [0, 1]."""
+    outside [0, 1].
+    """
     weights = reward_weights(cfg, progress)
     sim.reward_spec.weights[:] = weights
     return weights
@@ -49,7 +54,9 @@ def build_spaces(cfg: EnvConfig | BookEnvConfig, sim: Simulation | BookSimulatio
 
 
 class MarketMakingEnv(gym.Env):
-    """## Description
+    """One market maker's episodes as a Gymnasium env (``lobgym/MarketMaking-v0``).
+
+    ## Description
 
     A market maker quotes a bid and an ask around a mid-price over a finite horizon T. Each step
     the quotes are hit by market orders with intensity ``A * exp(-k * depth)``, the inventory and
@@ -105,12 +112,19 @@ class MarketMakingEnv(gym.Env):
         self.reward_progress = 1.0
 
     def set_reward_progress(self, progress: float) -> None:
-        """Use the reward weights of training ``progress`` in [0, 1] (see :mod:`lobgym.curriculum`) from the
-        next step on; 1, the final weights, is what the env starts with."""
+        """Use the reward weights of training ``progress`` in [0, 1] from the next step on.
+
+        See :mod:`lobgym.curriculum`; 1, the final weights, is what the env starts with.
+        """
         set_reward_weights(self.sim, self.config, progress)
         self.reward_progress = float(progress)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start an episode; returns ``(observation, {})`` (Gymnasium's API).
+
+        With ``seed`` the market is seeded with it; the first reset without one seeds it from the env's
+        ``np_random``; later ones continue the market's random streams. ``options`` are ignored.
+        """
         super().reset(seed=seed)
         if seed is not None:
             self.sim.seed(np.array([seed], dtype=np.uint64))
@@ -123,6 +137,12 @@ class MarketMakingEnv(gym.Env):
         return obs[0].copy(), {}
 
     def step(self, action):
+        """Apply ``action`` for one step; returns ``(obs, reward, terminated, truncated, info)`` (Gymnasium's API).
+
+        ``info["reward_terms"]`` holds the weighted terms; at the horizon ``info["episode_metrics"]`` too.
+        Raises ``RuntimeError`` before a reset or after the episode ended, ``ValueError`` for an action of
+        another shape.
+        """
         if self._needs_reset:
             raise RuntimeError("step() called before reset() or after the episode ended; call reset() first")
         try:

@@ -1,5 +1,8 @@
-"""Evaluating agents on common random numbers: episode ``j`` of every agent runs on the market
-seeded ``seed + j``, so all agents face the same mid-price paths and the same fill uniforms."""
+"""Evaluating agents on common random numbers.
+
+Episode ``j`` of every agent runs on the market seeded ``seed + j``, so all agents face the same
+mid-price paths and the same fill uniforms.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +26,9 @@ class Predictor(Protocol):
     """Anything with SB3's ``predict``: baselines and trained SB3 models alike."""
 
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
-                deterministic: bool = True) -> tuple[np.ndarray, Any]: ...
+                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        """``(actions, state)`` for a batch of observations, as SB3's ``predict``."""
+        ...
 
 # A predictor may also carry ``acts_on``: the env config it acts through when that differs from the
 # evaluated one in the action codec only (same market, reward and observation), e.g. the book quoter
@@ -61,6 +66,7 @@ class Evaluation:
         return self.metrics[:, self.metric_names.index(name)]
 
     def to_json(self) -> dict[str, Any]:
+        """The agent, its summary and its per-episode values (metrics, return, reward terms) as JSON data."""
         return {"agent": self.agent, "summary": self.summary,
                 "episodes": {name: self.metrics[:, j].tolist() for j, name in enumerate(self.metric_names)}
                 | {"return": self.returns.tolist()}
@@ -132,8 +138,11 @@ class PairedComparison:
     diffs: dict[str, CI]
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON keys ``lobgym evaluate`` writes under the agent: ``paired_diff``, ``paired_se``,
-        ``paired_ci`` (``[low, high]``) per metric, and ``paired_method`` naming the interval."""
+        """The JSON keys ``lobgym evaluate`` writes under the agent.
+
+        ``paired_diff``, ``paired_se``, ``paired_ci`` (``[low, high]``) per metric, and ``paired_method``
+        naming the interval.
+        """
         return {"paired_reference": self.reference,
                 "paired_diff": {m: c.mean for m, c in self.diffs.items()},
                 "paired_se": {m: c.se for m, c in self.diffs.items()},

@@ -1,8 +1,9 @@
-"""Pydantic models of the background order flow of the order-book market: all flow validation
-happens here, and :func:`build_flow_params` turns a validated config into the engine's
-:class:`~lobgym.market.flow.FlowParams` (the kernels never see these strings).
+"""Pydantic models of the background order flow of the order-book market.
 
-Three models, chosen by ``model`` (see :mod:`lobgym.market.flow` for their exact definitions):
+All flow validation happens here, and :func:`build_flow_params` turns a validated config into the engine's
+:class:`~lobgym.market.book.flow.FlowParams` (the kernels never see these strings).
+
+Three models, chosen by ``model`` (see :mod:`lobgym.market.book.flow` for their exact definitions):
 
 * ``cst`` — Cont, Stoikov & Talreja (2010) zero-intelligence flow; the defaults are the paper's
   calibration (Table 2), rates per second, orders of one lot.
@@ -36,9 +37,9 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from lobgym.config_base import COEF_MAX, LIST_MAX, LOTS_MAX, RATE_MAX, Strict
-from lobgym.market import flow as F
+from lobgym.market.book import flow as F
 
-# The Cont–Stoikov–Talreja (2010) calibration, written once in the engine (lobgym.market.flow.CST2010).
+# The Cont–Stoikov–Talreja (2010) calibration, written once in the engine (lobgym.market.book.flow.CST2010).
 CST_LAM = F.CST2010["lam_table"]
 CST_THETA = F.CST2010["theta_table"]
 CST_MU = F.CST2010["mu"]
@@ -85,9 +86,12 @@ def _check_profile(lam: list[float], levels: int, k: float | None, alpha: float 
 
 
 class CSTFlow(Strict):
-    """Cont–Stoikov–Talreja (2010) flow: limit orders at distance d = 1..levels from the opposite
-    best with rate lam[d-1] (beyond the table k / d**alpha), market orders at rate mu per side,
-    each order at distance d cancelled at rate theta[d-1] (the last entry further out)."""
+    """Cont–Stoikov–Talreja (2010) flow.
+
+    Limit orders arrive at distance d = 1..levels from the opposite best with rate lam[d-1] (beyond the table k /
+    d**alpha), market orders at rate mu per side, each order at distance d cancelled at rate theta[d-1] (the last
+    entry further out).
+    """
 
     model: Literal["cst"] = "cst"
     lam: list[Rate] = Field(list(CST_LAM), min_length=1, description="limit rate at distance 1, 2, ... per side")
@@ -114,8 +118,10 @@ class CSTFlow(Strict):
         return self
 
     def event_rates(self) -> dict[str, float]:
-        """Expected events per second by field (both sides; each limit order counted twice, as it can be
-        cancelled): an upper estimate in stationarity."""
+        """Expected events per second by field: an upper estimate in stationarity.
+
+        Both sides; each limit order is counted twice, as it can be cancelled.
+        """
         rates = {f"lam[{j}]": 4.0 * v for j, v in enumerate(self.lam)}
         rates["k"] = 4.0 * _tail(self.k, self.alpha, len(self.lam), self.levels)
         rates["mu"] = 2.0 * self.mu
@@ -125,6 +131,10 @@ class CSTFlow(Strict):
         """The field setting how far from the best quotes orders arrive, and that distance in ticks."""
         return "levels", self.levels
 
+    def params(self) -> F.FlowParams:
+        """The engine's parameters of this flow."""
+        return F.cst_params(self.lam, self.theta, self.mu, self.levels, k=self.k, alpha=self.alpha, size=self.size)
+
 
 def _six(name: str) -> str:
     return f"{name} must have 6 entries, in the order limit bid, limit ask, market buy, market sell, cancel bid, " \
@@ -132,8 +142,11 @@ def _six(name: str) -> str:
 
 
 class HawkesFlow(Strict):
-    """Multivariate exponential-kernel Hawkes flow: lambda_e(t) = baseline[e] + sum over past events
-    (t_k, e_k) of alpha[e][e_k] * exp(-beta_e (t - t_k)); where orders go follows the CST profiles."""
+    """Multivariate exponential-kernel Hawkes flow.
+
+    lambda_e(t) = baseline[e] + sum over past events (t_k, e_k) of alpha[e][e_k] * exp(-beta_e (t - t_k)); where
+    orders go follows the CST profiles.
+    """
 
     model: Literal["hawkes"] = "hawkes"
     baseline: list[Rate] = Field(list(HAWKES_BASELINE), description=_six("baseline intensities"))
@@ -198,9 +211,11 @@ class HawkesFlow(Strict):
         return self
 
     def event_rates(self) -> dict[str, float]:
-        """Expected events per second by field, from the stationary mean rates: the events of each
-        baseline with all the events they excite through ``alpha``, and the per-order cancellations
-        (at most one per limit order)."""
+        """Expected events per second by field, from the stationary mean rates.
+
+        The events of each baseline with all the events they excite through ``alpha``, and the per-order cancellations
+        (at most one per limit order).
+        """
         mean = F.hawkes_mean_rates(self.baseline, self.alpha, self.beta)
         # (I - alpha / beta)^-1 column e: the events of every type one type-e immigrant leads to
         cluster = F.hawkes_mean_rates(np.eye(F.N_EVENT_TYPES), self.alpha, self.beta).sum(axis=0)
@@ -213,6 +228,11 @@ class HawkesFlow(Strict):
         """The field setting how far from the best quotes orders arrive, and that distance in ticks."""
         return "levels", self.levels
 
+    def params(self) -> F.FlowParams:
+        """The engine's parameters of this flow."""
+        return F.hawkes_params(self.baseline, self.alpha, self.beta, self.lam, self.theta, self.levels, k=self.k,
+                               lam_alpha=self.lam_alpha, size=self.size, order_cancel=self.order_cancel)
+
     def rate_note(self) -> str:
         """What drives the rates beyond the baselines: the branching of the excitation."""
         radius = F.hawkes_spectral_radius(self.alpha, self.beta)
@@ -221,8 +241,11 @@ class HawkesFlow(Strict):
 
 
 class QueueReactiveFlow(Strict):
-    """Queue-reactive flow (Huang, Lehalle & Rosenbaum 2015) on the first K = len(insert) levels of
-    each side, counted from the same-side best; per level a constant or a table by queue size."""
+    """Queue-reactive flow (Huang, Lehalle & Rosenbaum 2015).
+
+    It acts on the first K = len(insert) levels of each side, counted from the same-side best; per level
+    a constant or a table by queue size.
+    """
 
     model: Literal["queue_reactive"] = "queue_reactive"
     insert: list[Rate | list[Rate]] = Field(
@@ -281,8 +304,11 @@ class QueueReactiveFlow(Strict):
         return insert, cancel, market
 
     def event_rates(self) -> dict[str, float]:
-        """Largest events per second by field (both sides, at the queue sizes with the highest rates;
-        each limit order counted twice, as it can be cancelled): an upper estimate."""
+        """Largest events per second by field: an upper estimate.
+
+        Both sides, at the queue sizes with the highest rates; each limit order is counted twice, as it
+        can be cancelled.
+        """
         insert, _, market = self.tables()
         rates = {f"insert[{k}]": 4.0 * max(row) for k, row in enumerate(insert)}
         rates["inside"] = 4.0 * self.inside
@@ -293,14 +319,24 @@ class QueueReactiveFlow(Strict):
         """The field setting how far from the best quotes orders arrive, and that distance in ticks."""
         return "insert", len(self.insert)
 
+    def params(self) -> F.FlowParams:
+        """The engine's parameters of this flow."""
+        insert, cancel, market = self.tables()
+        return F.queue_reactive_params(insert, cancel, market, inside=self.inside, far_cancel=self.far_cancel,
+                                       size=self.size)
 
-#: A flow config, dispatched on its ``model`` key.
+
+#: A flow config, dispatched on its ``model`` key. Every model's config has ``params()`` (the engine's
+#: ``FlowParams``), ``event_rates()`` (expected events per second by field) and ``reach()``.
 FlowConfig = Annotated[CSTFlow | HawkesFlow | QueueReactiveFlow, Field(discriminator="model")]
 
 
 class InformedConfig(Strict):
-    """A fundamental price F (ticks) jumping at ``rate`` by N(0, jump_ticks**2); market orders buy
-    with probability 1 / (1 + exp(-kappa (F - mid))), so the price is pulled towards F."""
+    """Informed flow: a fundamental price towards which market orders lean.
+
+    The fundamental F (ticks) jumps at ``rate`` by N(0, jump_ticks**2); market orders buy with probability 1 / (1 +
+    exp(-kappa (F - mid))), so the price is pulled towards F.
+    """
 
     rate: Rate = Field(0.05, description="jumps of the fundamental per unit time")
     jump_ticks: float = Field(5.0, gt=0, le=1e6, description="standard deviation of a jump, in ticks (at most 1e6)")
@@ -309,17 +345,7 @@ class InformedConfig(Strict):
 
 def build_flow_params(flow: FlowConfig, informed: InformedConfig | None = None) -> F.FlowParams:
     """The engine's parameters for a validated flow config (and optional informed component)."""
-    if isinstance(flow, CSTFlow):
-        params = F.cst_params(flow.lam, flow.theta, flow.mu, flow.levels, k=flow.k, alpha=flow.alpha, size=flow.size)
-    elif isinstance(flow, HawkesFlow):
-        params = F.hawkes_params(flow.baseline, flow.alpha, flow.beta, flow.lam, flow.theta, flow.levels, k=flow.k,
-                                 lam_alpha=flow.lam_alpha, size=flow.size, order_cancel=flow.order_cancel)
-    elif isinstance(flow, QueueReactiveFlow):
-        insert, cancel, market = flow.tables()
-        params = F.queue_reactive_params(insert, cancel, market, inside=flow.inside, far_cancel=flow.far_cancel,
-                                         size=flow.size)
-    else:
-        raise TypeError(f"flow = {flow!r}: expected CSTFlow, HawkesFlow or QueueReactiveFlow")
+    params = flow.params()
     if informed is not None:
         params = F.with_informed(params, informed.rate, informed.jump_ticks, informed.kappa)
     return params

@@ -121,8 +121,10 @@ def _describe(holder: dict[str, Any] | None, what: str) -> str:
 
 
 def remove_leftovers(folder: str | Path, subfolders: tuple[str, ...] = ()) -> list[Path]:
-    """Delete the temporary files and folders of interrupted writes in ``folder`` and its ``subfolders``;
-    returns what was removed."""
+    """Delete the temporary files and folders of interrupted writes in ``folder`` and its ``subfolders``.
+
+    Returns what was removed.
+    """
     folder = Path(folder)
     removed = []
     for where in (folder, *(folder / s for s in subfolders)):

@@ -230,8 +230,10 @@ class MarketMakingVectorEnv(VectorEnv):
         return given, seeds
 
     def _terms_info(self, terms: np.ndarray, mask: np.ndarray | None = None) -> dict[str, Any]:
-        """``{"reward_terms": {term: (N,) values, "_term": mask}, "_reward_terms": mask}`` from the (T, N)
-        ``terms``, for all envs if no ``mask``."""
+        """``{"reward_terms": {term: (N,) values, "_term": mask}, "_reward_terms": mask}`` from ``terms``.
+
+        ``terms`` is (T, N); without a ``mask`` every env is marked.
+        """
         n = self.num_envs
         info: dict[str, np.ndarray] = {}
         for name, row in zip(self.sim.term_names, terms, strict=True):

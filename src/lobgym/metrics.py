@@ -122,8 +122,10 @@ def as_dict(row: np.ndarray, names: tuple[str, ...] = METRICS) -> dict[str, floa
 
 
 def summarize(rows: np.ndarray, names: tuple[str, ...] = METRICS) -> dict[str, float]:
-    """Summary over episodes (rows of ``names``, :data:`METRICS` or :data:`BOOK_METRICS`): means and
-    stds, and the Sharpe ratio."""
+    """Summary over episodes: means and stds, and the Sharpe ratio.
+
+    ``rows`` hold one episode each, with the metrics ``names`` (:data:`METRICS` or :data:`BOOK_METRICS`).
+    """
     rows = np.asarray(rows, dtype=np.float64)
     col = {name: rows[:, j] for j, name in enumerate(names)}
     pnl_std = float(np.std(col["pnl"], ddof=1)) if len(rows) > 1 else 0.0

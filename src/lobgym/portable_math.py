@@ -54,8 +54,11 @@ def pin() -> dict[str, object]:
 
 
 def settings() -> dict[str, object]:
-    """What applies in this process, for a run's ``meta.json``: ``portable`` is true when torch runs (or
-    will run) on the pinned paths, so that another machine with the same pins gives the same weights."""
+    """What applies in this process, for a run's ``meta.json``.
+
+    ``portable`` is true when torch runs (or will run) on the pinned paths, so that another machine with
+    the same pins gives the same weights.
+    """
     wanted = target()
     keys = tuple(AVX2)
     out: dict[str, object] = {k: os.environ.get(k) for k in keys}

@@ -74,8 +74,11 @@ def resolve(kind: str, spec: str | Path) -> Path:
 
 
 class _Loader(yaml.SafeLoader):
-    """The safe loader, reading ``3e-4`` as a float (YAML 1.1 wants ``3.0e-4`` and would give a string),
-    with caps on nesting depth and on the size aliases expand to, and no duplicate keys."""
+    """The safe loader, reading ``3e-4`` as a float, with size caps and no duplicate keys.
+
+    YAML 1.1 wants ``3.0e-4`` and would give a string for ``3e-4``. The caps are on nesting depth and on
+    the size aliases expand to.
+    """
 
     def __init__(self, stream: str):
         super().__init__(stream)

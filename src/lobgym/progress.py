@@ -23,8 +23,11 @@ DEFAULT_INTERVAL = 15.0
 
 
 def is_terminal(console: Any = None) -> bool:
-    """Whether progress should be drawn as a live rich bar: ``console`` (default: a rich console on
-    stdout) writes to a terminal, as rich decides it (``FORCE_TERMINAL`` etc. are honoured)."""
+    """Whether progress should be drawn as a live rich bar.
+
+    It should when ``console`` (default: a rich console on stdout) writes to a terminal, as rich decides
+    it (``FORCE_TERMINAL`` etc. are honoured).
+    """
     if console is None:
         from rich.console import Console
 
@@ -33,9 +36,12 @@ def is_terminal(console: Any = None) -> bool:
 
 
 def bar(label: str, *fields: str, remaining: bool = True, **kwargs: Any) -> Any:
-    """lobgym's rich progress bar: ``label``, the bar, done/total, text columns from the ``fields``
-    templates (e.g. ``"lr {task.fields[lr]}"``), elapsed and (with ``remaining``) remaining time.
-    ``kwargs`` go to :class:`rich.progress.Progress`."""
+    """The rich progress bar of lobgym.
+
+    Columns: ``label``, the bar, done/total, text columns from the ``fields`` templates (e.g.
+    ``"lr {task.fields[lr]}"``), elapsed and (with ``remaining``) remaining time. ``kwargs`` go to
+    :class:`rich.progress.Progress`.
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -75,8 +81,10 @@ def duration(seconds: float) -> str:
 
 
 class ProgressLines:
-    """Plain progress lines for ``what``: ``done`` of ``total`` ``unit``, the rate (when ``rate_unit``
-    is given), elapsed and remaining time, and a caller's detail.
+    """Plain progress lines for ``what``.
+
+    Each line shows ``done`` of ``total`` ``unit``, the rate (when ``rate_unit`` is given), elapsed and
+    remaining time, and a caller's detail.
 
     Args:
         what: the line's prefix (``train``, ``study``, ...).

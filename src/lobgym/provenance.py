@@ -1,6 +1,8 @@
-"""Where a result came from: lobgym's version and source revision, package versions, the machine,
-its load, the start time and the command. One helper for training runs (``meta.json``) and
-benchmarks (``benchmark.json``), and for ``lobgym --version``.
+"""Where a result came from: versions, source revision, machine, load, start time and command.
+
+That is lobgym's version and source revision, package versions, the machine, its load, the start time
+and the command. One helper for training runs (``meta.json``) and benchmarks (``benchmark.json``), and
+for ``lobgym --version``.
 
 The git revision is lobgym's own: it is reported only when the imported package's source is a
 tracked file of a git work tree whose top-level ``pyproject.toml`` names the project ``lobgym``
@@ -121,8 +123,11 @@ def _cpu_model() -> str | None:
 
 
 def machine() -> dict[str, Any]:
-    """Platform, CPU model, logical CPUs (all and available to this process), numba's threads and threading
-    layer, and the 1, 5 and 15-minute load averages at the call."""
+    """The machine: platform, CPU model and count, numba's threads and threading layer, and the load.
+
+    Logical CPUs are counted twice (all, and those available to this process); the load is the 1, 5 and
+    15-minute load averages at the call.
+    """
     import numba
     try:
         layer = numba.threading_layer()

@@ -44,42 +44,58 @@ class _Params(Strict):
 
 
 class NoParams(_Params):
-    pass
+    """A term without parameters."""
 
 
 class RunningInventoryParams(_Params):
+    """Parameters of ``running_inventory_penalty``."""
+
     phi: float = Field(ge=0, le=COEF_MAX, description=f"running inventory aversion (at most {COEF_MAX:g})")
 
 
 class TerminalInventoryParams(_Params):
+    """Parameters of ``terminal_inventory_penalty``."""
+
     alpha: float = Field(ge=0, le=COEF_MAX, description=f"terminal inventory aversion (at most {COEF_MAX:g})")
 
 
 class LiquidationParams(_Params):
+    """Parameters of ``terminal_liquidation``."""
+
     cost_per_unit: float = Field(0.0, ge=0, le=PRICE_MAX, description="cost per lot liquidated (e.g. a half-spread; "
                                                                       f"at most {PRICE_MAX:g})")
     impact: float = Field(0.0, ge=0, le=COEF_MAX, description=f"quadratic impact coefficient (at most {COEF_MAX:g})")
 
 
 class DampenedPnlParams(_Params):
+    """Parameters of ``dampened_pnl``."""
+
     eta: float = Field(ge=0, le=COEF_MAX, description="dampening factor on inventory PnL (1 removes it all; at most "
                                                       f"{COEF_MAX:g})")
     asymmetric: bool = Field(True, description="dampen only speculative gains (Spooner et al.)")
 
 
 class CaraParams(_Params):
+    """Parameters of ``cara_utility``."""
+
     gamma: float = Field(gt=0, le=COEF_MAX, description=f"absolute risk aversion (at most {COEF_MAX:g})")
 
 
 class DifferentialSharpeParams(_Params):
+    """Parameters of ``differential_sharpe``."""
+
     eta: float = Field(0.01, gt=0, lt=1, description="adaptation rate of the moving moments")
 
 
 class MarkoutParams(_Params):
+    """Parameters of ``adverse_selection``."""
+
     horizon: int = Field(1, ge=1, le=10_000, description="steps after a fill's step at which it is marked")
 
 
 class CvarParams(_Params):
+    """Parameters of ``cvar_penalty``."""
+
     alpha: float = Field(0.05, gt=0, le=1, description="tail fraction of the worst per-step losses")
 
 
@@ -109,8 +125,11 @@ COMMON_READS = ("out.pnl", "out.fee", "state.inventory", "out.done")
 
 @dataclass(frozen=True)
 class RewardTerm:
-    """A registered term: its code, parameter model, formula, the contract fields it reads
-    (:data:`STEP_FIELDS`, besides :data:`COMMON_READS`) and the per-env state it needs."""
+    """A registered reward term.
+
+    Its code, parameter model, formula, the contract fields it reads (:data:`STEP_FIELDS`, besides
+    :data:`COMMON_READS`) and the per-env state it needs.
+    """
 
     code: int
     params: type[_Params]
@@ -120,6 +139,7 @@ class RewardTerm:
     state_slots: str = "none"
 
     def encode(self, params: _Params) -> np.ndarray:
+        """The parameters as the kernel's row of ``MAX_PARAMS`` floats, in field order (zeros after)."""
         row = np.zeros(MAX_PARAMS)
         values = [float(v) for v in params.model_dump().values()]
         row[: len(values)] = values
@@ -197,14 +217,20 @@ class RewardSpec(NamedTuple):
 
 
 def contract_fields(structs: dict[str, type]) -> set[str]:
-    """The ``"<struct>.<field>"`` names a market's step structs provide (``{"out": StepOutcome, ...}``, the
-    NamedTuple types its kernel passes to :func:`reward_one`)."""
+    """The ``"<struct>.<field>"`` names a market's step structs provide.
+
+    ``structs`` maps names to the NamedTuple types its kernel passes to :func:`reward_one`
+    (``{"out": StepOutcome, ...}``).
+    """
     return {f"{key}.{name}" for key, cls in structs.items() for name in cls._fields}
 
 
 def check_reward_fields(terms: list[str], provided: set[str], market: str) -> None:
-    """A ``ValueError`` naming the first term (``reward[j]``) that reads a field ``provided`` lacks, and the
-    field; run before the step is compiled, which would otherwise fail with a numba typing error."""
+    """Raise a ``ValueError`` naming the first term (``reward[j]``) that reads a field ``provided`` lacks.
+
+    The message names the field too. Run before the step is compiled, which would otherwise fail with a numba typing
+    error.
+    """
     for j, name in enumerate(terms):
         for f in (*COMMON_READS, *TERMS[name].reads):
             if f not in provided:
@@ -323,8 +349,11 @@ def _term_value(code, prm, off, i, out, state, stats, p, rstate):
 
 @inline
 def _markout(rstate, i, off, k, signed_lots, mid_before, mid, done):
-    """Ring of the last ``k`` steps' (signed lots, signed lots * mid at the step's start) at
-    ``rstate[i, off + 1 :]``, slot ``off`` counting steps: returns the markout due now."""
+    """The markout due now, from a ring of the last ``k`` steps' fills.
+
+    The ring holds (signed lots, signed lots * mid at the step's start) at ``rstate[i, off + 1 :]``;
+    slot ``off`` counts steps.
+    """
     n = np.int64(rstate[i, off])
     slot = off + 1 + 2 * (n % k)
     value = rstate[i, slot] * mid - rstate[i, slot + 1]  # step n - k's fills (zeros while n < k)
@@ -385,5 +414,6 @@ def reward_one(i, spec, out, state, stats, p, rstate, terms):
 
 @inline
 def reset_reward_state_one(i, rstate):
+    """Zero env ``i``'s reward state (moving moments, loss heap, markout ring) for a new episode."""
     for j in range(rstate.shape[1]):
         rstate[i, j] = 0.0

@@ -1,5 +1,7 @@
-"""N market-making envs advanced by one fused kernel call: decode actions, step the market, compute
-reward terms, write observations and, at the horizon, episode metrics (and auto-reset if asked).
+"""N reduced-form market-making envs advanced by one fused kernel call.
+
+Each step decodes the actions, steps the market, computes reward terms, write observations and, at the horizon,
+episode metrics (and auto-reset if asked).
 
 :class:`Simulation` owns every array; :class:`~lobgym.env.MarketMakingEnv` (N = 1) and
 :class:`~lobgym.vec_env.MarketMakingVecEnv` (N envs) are thin API adapters over it.
@@ -16,8 +18,7 @@ from lobgym.compile_notice import announce_compiles
 from lobgym.config import EnvConfig
 from lobgym.market import constants as C
 from lobgym.market._jit import inline, kernel, parallel_kernel
-from lobgym.market.rng import make_rng
-from lobgym.market.state import (
+from lobgym.market.reduced_form.state import (
     EpisodeStats,
     MarketState,
     ReducedFormParams,
@@ -26,7 +27,8 @@ from lobgym.market.state import (
     make_market_state,
     make_step_outcome,
 )
-from lobgym.market.step import reset_one, step_one
+from lobgym.market.reduced_form.step import reset_one, step_one
+from lobgym.market.rng import make_rng
 from lobgym.metrics import METRICS, write_metrics_one
 from lobgym.rewards import reset_reward_state_one, reward_one
 from lobgym.simulation_base import PARALLEL_CHUNKS, SimulationBase, count_done

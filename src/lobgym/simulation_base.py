@@ -119,8 +119,11 @@ class SimulationBase(ABC):
         return n
 
     def _build_reward(self, n_steps: int) -> None:
-        """The config's reward as kernel arrays, after checking its terms read only what this market's
-        step provides (a term that did not would fail the compile with a numba typing error)."""
+        """Build the config's reward as kernel arrays.
+
+        First checks that its terms read only what this market's step provides (a term that did not would fail the
+        compile with a numba typing error).
+        """
         self.term_names = [t.term for t in self.cfg.reward]
         check_reward_fields(self.term_names, contract_fields(self.step_structs), self.kind)
         self.reward_spec, width = build_reward_spec([(t.term, t.weight, t.params) for t in self.cfg.reward], n_steps)

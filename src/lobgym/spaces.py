@@ -52,6 +52,7 @@ def action_codec(action) -> ActionCodec:
 
 
 def action_dim(codec: ActionCodec) -> int:
+    """Entries of the codec's action: 2 depths, plus 2 sizes when it has sizes."""
     return 4 if codec.has_sizes else 2
 
 
@@ -88,8 +89,10 @@ def decode_one(i, actions, codec):
 
 
 def encode_depths(bid_depth, ask_depth, codec: ActionCodec, bid_size=None, ask_size=None) -> np.ndarray:
-    """Inverse of :func:`decode_one` for (arrays of) depths and sizes: the float32 action that
-    quotes them, with depths clipped to [min_depth, max_depth]. Used by the analytic baselines."""
+    """Inverse of :func:`decode_one` for (arrays of) depths and sizes: the float32 action that quotes them.
+
+    Depths are clipped to [min_depth, max_depth]. Used by the analytic baselines.
+    """
     bid_depth = np.asarray(bid_depth, dtype=np.float64)
     ask_depth = np.asarray(ask_depth, dtype=np.float64)
     lo, span = codec.min_depth, codec.max_depth - codec.min_depth
@@ -156,7 +159,7 @@ def observation_bounds(names: list[str], inventory_limit: int | None, inventory_
     """Low and high float32 bounds of the observation vector.
 
     Without ``market`` the unbounded features get infinite bounds. Given the market's
-    :class:`~lobgym.market.state.ReducedFormParams` and the observation ``spec``, every bound is
+    :class:`~lobgym.market.reduced_form.state.ReducedFormParams` and the observation ``spec``, every bound is
     finite: a guaranteed (loose) bound on what an episode can reach, since the horizon is finite
     and each step's fills and price move are bounded by the generators' 53-bit uniforms. Finite
     bounds are what Gymnasium's env checker asks for.

@@ -1,5 +1,7 @@
-"""Run-folder state in files that do not execute when read: NumPy arrays in ``<name>.npz`` (read with
-``allow_pickle=False``), everything else (structure, scalars, strings) in ``<name>.json``.
+"""Run-folder state in files that do not execute when read.
+
+NumPy arrays go in ``<name>.npz`` (read with ``allow_pickle=False``), everything else (structure,
+scalars, strings) in ``<name>.json``.
 
 A state tree is made of dicts with string keys, lists, tuples (read back as lists), strings, numbers,
 booleans, None and NumPy arrays or scalars. Each array is stored in the ``.npz`` under a short key and
@@ -52,8 +54,10 @@ def read_state(folder: str | Path, name: str) -> Any:
 
 
 def read_json(path: str | Path, expect: type | tuple[type, ...] | None = None) -> Any:
-    """Parse a JSON file; raises :class:`RunFileError` naming it if it is missing, truncated or not of
-    type ``expect``."""
+    """Parse a JSON file.
+
+    Raises :class:`RunFileError` naming it if it is missing, truncated or not of type ``expect``.
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -212,8 +212,9 @@ def _bca(x: np.ndarray, level: float, resamples: int) -> tuple[float, float] | N
 def paired_ratio_ci(x: Iterable[float] | np.ndarray, zero: Iterable[float] | np.ndarray,
                     one: Iterable[float] | np.ndarray, level: float = 0.95, method: str = "auto",
                     resamples: int = RESAMPLES) -> CI:
-    """Interval of the normalised score ``(mean(x) - mean(zero)) / (mean(one) - mean(zero))`` for
-    three samples paired by index (three agents on the same episodes, common random numbers).
+    """Interval of the normalised score ``(mean(x) - mean(zero)) / (mean(one) - mean(zero))``.
+
+    The three samples are paired by index (three agents on the same episodes, common random numbers).
 
     With ``a_i = x_i - zero_i`` and ``b_i = one_i - zero_i`` the score is ``R = mean(a) / mean(b)``.
 

@@ -1,5 +1,6 @@
-"""The standard task suite: one task per shipped env preset, each with a fixed evaluation protocol and
-two reference agents, and the normalised score of any agent on it (``lobgym tasks``, ``lobgym score``).
+"""The standard task suite, and the normalised score of any agent on it (``lobgym tasks``, ``lobgym score``).
+
+One task per shipped env preset, each with a fixed evaluation protocol and two reference agents.
 
 **Protocol.** Task ``i`` (in the order of :data:`TASKS`) runs episode ``j`` on market seed
 ``5,000,000 + 100,000 i + j`` for ``j < episodes``: a block of held-out seeds far from the training
@@ -120,8 +121,11 @@ def market_kind(env_cfg: EnvConfig | BookEnvConfig) -> str:
 
 
 def task_env(task: Task, interface: EnvConfig | BookEnvConfig | None = None) -> EnvConfig | BookEnvConfig:
-    """The task's env config; with ``interface`` (a trained run's env), the task's market and reward
-    with the run's ``action`` and ``observation`` sections (same market kind only)."""
+    """The task's env config, or with ``interface`` that of a trained run on the task's market.
+
+    With ``interface`` (a trained run's env): the task's market and reward with the run's ``action`` and
+    ``observation`` sections (same market kind only).
+    """
     env = load_env_config(task.env)
     if interface is None:
         return env
@@ -157,12 +161,15 @@ class AgentSpec:
 
     @property
     def is_run(self) -> bool:
+        """Whether the agent is a trained run (else a baseline preset)."""
         return self.run_env is not None
 
 
 def resolve_agent(spec: str) -> AgentSpec:
-    """Read ``--agent`` as ``lobgym evaluate`` does: a trained run folder, an inline YAML mapping
-    (``{name: ..., kind: ..., params: ...}``), a preset name or a YAML path.
+    """Read ``--agent`` as ``lobgym evaluate`` does.
+
+    It is a trained run folder, an inline YAML mapping (``{name: ..., kind: ..., params: ...}``), a
+    preset name or a YAML path.
 
     Raises:
         ConfigError: unreadable or invalid configs; a training preset (nothing trained to score).
@@ -182,8 +189,11 @@ def resolve_agent(spec: str) -> AgentSpec:
 
 
 def build_agent(agent: AgentSpec, task: Task) -> tuple[Any, EnvConfig | BookEnvConfig]:
-    """The agent ready to run on ``task`` and the env config it runs on (the task's preset, or for a
-    trained run the task's market and reward with the run's action and observation)."""
+    """The agent ready to run on ``task`` and the env config it runs on.
+
+    The env config is the task's preset, or for a trained run the task's market and reward with the
+    run's action and observation.
+    """
     if task.kind not in agent.kinds:
         raise ValueError(f"--task {task.name!r}: agent {agent.name!r} runs on {' and '.join(agent.kinds)} markets, "
                          f"{task.name} is a {task.kind} task; allowed tasks for this agent: "
@@ -201,9 +211,12 @@ def build_agent(agent: AgentSpec, task: Task) -> tuple[Any, EnvConfig | BookEnvC
 
 
 def _check_interface(agent: AgentSpec, env: EnvConfig | BookEnvConfig) -> None:
-    """A trained run on a task's market: the same observation and action shapes, and the same inventory
-    scale (the limit of the task's market, if it has one, divides the inventory feature). The spaces'
-    bounds may differ: they follow the market (horizon, inventory limit), not the interface."""
+    """Check that a trained run fits a task's market.
+
+    It needs the same observation and action shapes, and the same inventory scale (the limit of the
+    task's market, if it has one, divides the inventory feature). The spaces' bounds may differ: they
+    follow the market (horizon, inventory limit), not the interface.
+    """
     from lobgym.vec_env import make_vec_env
 
     trained, here = make_vec_env(agent.run_env), make_vec_env(env)
@@ -256,6 +269,7 @@ class TaskScore:
     episode_returns: dict[str, list[float]] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
+        """The result as plain JSON data: score and interval, seeds, mean returns, references, episodes."""
         s = self.score
         return {"task": self.task, "agent": self.agent, "episodes": self.episodes, "seed": self.seed,
                 "seeds": [self.seed, self.seed + self.episodes - 1], "protocol_overridden": self.overridden,
@@ -280,8 +294,9 @@ def check_episodes(episodes: int | None) -> None:
 
 def score(agent: str | AgentSpec, task: str | Task, episodes: int | None = None, level: float = 0.95,
           built: tuple[Any, EnvConfig | BookEnvConfig] | None = None) -> TaskScore:
-    """Normalised score of ``agent`` on ``task`` (module docstring), the references run in the same call
-    on the same seeds.
+    """Normalised score of ``agent`` on ``task`` (module docstring).
+
+    The references run in the same call, on the same seeds.
 
     Args:
         agent: anything ``lobgym evaluate --agent`` takes, or a resolved :class:`AgentSpec`.

@@ -80,9 +80,12 @@ class StepInfos(Sequence):
 
 
 class EnvInfo(MutableMapping):
-    """The info of an env whose episode did not end this step: ``{"reward_terms": {...}}``, built on
-    first read of its contents (asking for a key it does not have costs nothing). Writable like a dict
-    (SB3 wrappers may add keys); ``dict(info)`` or ``info.copy()`` gives a plain dict."""
+    """The info of an env whose episode did not end this step: ``{"reward_terms": {...}}``.
+
+    It is built on first read of its contents (asking for a key it does not have costs nothing).
+    Writable like a dict (SB3 wrappers may add keys); ``dict(info)`` or ``info.copy()`` gives a plain
+    dict.
+    """
 
     __slots__ = ("_step", "_i", "_d")
 
@@ -97,6 +100,7 @@ class EnvInfo(MutableMapping):
         return self._d
 
     def get(self, key, default=None):
+        """``info[key]``, or ``default`` if absent (without building the dict for keys it cannot have)."""
         if self._d is None and key != "reward_terms":
             return default
         return self._dict().get(key, default)
@@ -120,6 +124,7 @@ class EnvInfo(MutableMapping):
         return len(self._dict())
 
     def copy(self) -> dict:
+        """A plain dict with the info's contents."""
         return dict(self._dict())
 
     def __repr__(self) -> str:
@@ -127,12 +132,15 @@ class EnvInfo(MutableMapping):
 
 
 class MarketMakingVecEnv(VecEnv):
-    """``n_envs`` independent markets of one config; env ``i`` seeded ``seed + i`` behaves exactly
-    like a single :class:`~lobgym.env.MarketMakingEnv` reset with that seed. Auto-resets at the
-    horizon and puts the last observation in ``info["terminal_observation"]``, as SB3 expects, and
-    the episode's return, length and wall time in ``info["episode"]`` as SB3's ``Monitor`` does (so
-    SB3 logs ``rollout/ep_rew_mean``). Reward terms with a ``schedule`` take their final weights
-    (training progress 1) until :meth:`set_reward_progress` sets another progress."""
+    """``n_envs`` independent markets of one config, as one SB3 ``VecEnv``.
+
+    Env ``i`` seeded ``seed + i`` behaves exactly like a single :class:`~lobgym.env.MarketMakingEnv`
+    reset with that seed. Auto-resets at the horizon and puts the last observation in
+    ``info["terminal_observation"]``, as SB3 expects, and the episode's return, length and wall time in
+    ``info["episode"]`` as SB3's ``Monitor`` does (so SB3 logs ``rollout/ep_rew_mean``). Reward terms
+    with a ``schedule`` take their final weights (training progress 1) until
+    :meth:`set_reward_progress` sets another progress.
+    """
 
     def __init__(self, config: str | Path | dict | EnvConfig = "as2008", n_envs: int = 1,
                  seed: int | None = None, parallel: bool | None = None):
@@ -152,15 +160,22 @@ class MarketMakingVecEnv(VecEnv):
             self.seed(seed)
 
     def set_reward_progress(self, progress: float) -> np.ndarray:
-        """Use the reward weights of training ``progress`` in [0, 1] (see :mod:`lobgym.curriculum`) from
-        the next step on, in every env; returns them. Training calls it at each rollout start. The
-        weights are not part of :meth:`get_state`: they follow from the config and the progress."""
+        """Use the reward weights of training ``progress`` in [0, 1] from the next step on; returns them.
+
+        They apply in every env (see :mod:`lobgym.curriculum`). Training calls it at each rollout start.
+        The weights are not part of :meth:`get_state`: they follow from the config and the progress.
+        """
         weights = set_reward_weights(self.sim, self.config, progress)
         self.reward_progress = float(progress)
         return weights
 
     # --------------------------------------------------------------------------------- VecEnv API
     def reset(self) -> np.ndarray:
+        """Reset every env and return the first observations.
+
+        The envs are seeded first with the seeds :meth:`seed` set, if any; on the first reset of an
+        unseeded vec env, with fresh entropy.
+        """
         seeds = self._seeds
         if any(s is not None for s in seeds):
             if any(s is None for s in seeds):
@@ -177,6 +192,7 @@ class MarketMakingVecEnv(VecEnv):
         return self.sim.reset().copy()
 
     def step_async(self, actions: np.ndarray) -> None:
+        """Take the ``(n_envs, action_dim)`` actions of the next step (exact shape; raises ``ValueError``)."""
         try:
             # Exact shape only: a reshape would silently accept flat or transposed actions.
             if np.shape(actions) != self.sim.actions.shape:
@@ -188,6 +204,7 @@ class MarketMakingVecEnv(VecEnv):
             ) from None
 
     def step_wait(self):
+        """Step every env once: ``(obs, rewards, dones, infos)``, auto-resetting the envs whose episode ended."""
         b = self.sim.step(auto_reset=True)
         self._ep_return += b.rewards
         if self.sim.n_done:
@@ -204,14 +221,17 @@ class MarketMakingVecEnv(VecEnv):
         return b.obs.copy(), b.rewards.astype(np.float32), b.dones.copy(), infos
 
     def close(self) -> None:
+        """Nothing to release: the envs live in this process's arrays."""
         pass
 
     def get_state(self) -> dict[str, np.ndarray]:
-        """Everything that evolves while stepping, as named arrays (copies): the simulation's state,
-        statistics, step outcome, RNG streams, reward state, buffers and actions (``state.mid``,
-        ``state.book.price``, ``rng``, ...), the episodes that ended in the last step, the running
-        returns and whether the envs were seeded. Everything else in the simulation follows from the
-        config, so :meth:`set_state` on a vec env of the same config continues bit-identically."""
+        """Everything that evolves while stepping, as named arrays (copies).
+
+        The simulation's state, statistics, step outcome, RNG streams, reward state, buffers and actions
+        (``state.mid``, ``state.book.price``, ``rng``, ...), the episodes that ended in the last step, the
+        running returns and whether the envs were seeded. Everything else in the simulation follows from
+        the config, so :meth:`set_state` on a vec env of the same config continues bit-identically.
+        """
         from lobgym.state_files import named_arrays
 
         sim = self.sim
@@ -223,9 +243,11 @@ class MarketMakingVecEnv(VecEnv):
         return arrays
 
     def set_state(self, state: dict[str, np.ndarray], source: str = "env state") -> None:
-        """Copy ``state`` (from :meth:`get_state`) into this env's own arrays, in place (the compiled
-        step keeps pointing at them). Raises ``ValueError`` naming ``source`` and the array if the
-        names, shapes or dtypes are not this env's; nothing is changed then."""
+        """Copy ``state`` (from :meth:`get_state`) into this env's own arrays, in place.
+
+        In place, so the compiled step keeps pointing at them. Raises ``ValueError`` naming ``source`` and
+        the array if the names, shapes or dtypes are not this env's; nothing is changed then.
+        """
         from lobgym.state_files import named_arrays
 
         sim = self.sim
@@ -255,15 +277,19 @@ class MarketMakingVecEnv(VecEnv):
         self._seeded = bool(state["seeded"])
 
     def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        """The vec env's own attribute ``attr_name``, once per env in ``indices`` (the envs share it)."""
         return [getattr(self, attr_name)] * len(self._get_indices(indices))
 
     def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        """Not supported: raises ``AttributeError`` (the envs share one config)."""
         raise AttributeError(f"set_attr({attr_name!r}): the envs of a MarketMakingVecEnv share one config")
 
     def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
+        """Not supported: raises ``AttributeError`` (there are no per-env objects to call)."""
         raise AttributeError(f"env_method({method_name!r}): MarketMakingVecEnv has no per-env objects")
 
     def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        """``False`` for every env in ``indices``: no env is wrapped."""
         return [False] * len(self._get_indices(indices))
 
 

@@ -144,11 +144,13 @@ class BaselineAgent(ABC):
 
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
                 deterministic: bool = True) -> tuple[np.ndarray, None]:
-        """Actions for a batch of observations (SB3's policy interface; ``state``, ``episode_start``
-        and ``deterministic`` are accepted and ignored).
+        """Actions for a batch of observations (SB3's policy interface).
 
         Args:
             observation: ``(F,)`` or ``(N, F)`` observations of the env.
+            state: accepted and ignored (no recurrent state).
+            episode_start: accepted and ignored.
+            deterministic: accepted and ignored.
 
         Returns:
             ``(actions, None)`` with float32 actions of shape ``(action_dim,)`` or ``(N, action_dim)``.
@@ -196,6 +198,7 @@ class AvellanedaStoikov(BaselineAgent):
         self._half_base = math.log1p(self.gamma / self.k) / self.gamma  # (1/gamma) ln(1 + gamma/k)
 
     def quotes(self, q, steps_left):
+        """Depths around the reservation price, or the constant symmetric ones (see the class docstring)."""
         q = np.asarray(q, dtype=np.float64)
         steps_left = np.asarray(steps_left, dtype=np.float64)
         if self.symmetric:
@@ -228,6 +231,7 @@ class Gueant(BaselineAgent):
         self.c = math.sqrt(self.sigma**2 * g / (2.0 * k * self.A) * (1.0 + g / k) ** (1.0 + k / g))
 
     def quotes(self, q, steps_left):
+        """The closed-form asymptotic depths, which do not depend on ``steps_left``."""
         q = np.asarray(q, dtype=np.float64)
         q = np.broadcast_to(q, np.broadcast_shapes(q.shape, np.shape(steps_left)))
         bid = self.base + (2.0 * q + 1.0) * 0.5 * self.c
@@ -321,6 +325,7 @@ class CarteaJaimungal(BaselineAgent):
         return bid, ask
 
     def quotes(self, q, steps_left):
+        """The tabulated depths at ``steps_left`` (clamped to ``0..n_steps``), ``q`` clamped to the grid."""
         q = np.asarray(q)
         i = np.clip(q, -self.inventory_bound, self.inventory_bound).astype(np.int64) + self.inventory_bound
         n = np.clip(np.asarray(steps_left), 0, self.n_steps).astype(np.int64)
@@ -336,6 +341,7 @@ class FixedSpread(BaselineAgent):
         self.half_spread = float(p.half_spread)
 
     def quotes(self, q, steps_left):
+        """``half_spread`` on both sides, in the broadcast shape of ``q`` and ``steps_left``."""
         shape = np.broadcast_shapes(np.shape(q), np.shape(steps_left))
         return np.full(shape, self.half_spread), np.full(shape, self.half_spread)
 

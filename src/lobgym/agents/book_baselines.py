@@ -46,7 +46,8 @@ class BookQuoter(_BookAgent):
 
     It always quotes through the ``offsets`` codec: on an env whose agent uses another codec it acts on
     that env's ``offsets`` twin (:attr:`acts_on`: same market, reward, observation, reference, ranges),
-    so its episodes are the same whatever codec the env was given with."""
+    so its episodes are the same whatever codec the env was given with.
+    """
 
     def __init__(self, config: AgentConfig, env_config: BookEnvConfig):
         self.acts_on = None
@@ -62,6 +63,7 @@ class BookQuoter(_BookAgent):
         self.inventory_scale = env_config.inventory_scale
 
     def predict(self, observation, state=None, episode_start=None, deterministic=True):
+        """Offsets-codec actions for a batch of observations (SB3's interface; the other arguments are ignored)."""
         obs = self._check_obs(observation)
         q = np.rint(obs[..., self.q_index] * self.inventory_scale)
         shift = np.rint(self.p.skew * q)
@@ -85,9 +87,11 @@ class BookRandom(_BookAgent):
         self.rng = np.random.default_rng(self.seed)
 
     def reset(self) -> None:
+        """Restart the action sequence from ``params.seed``."""
         self.rng = np.random.default_rng(self.seed)
 
     def predict(self, observation, state=None, episode_start=None, deterministic=True):
+        """Uniform random actions (SB3's interface; ``deterministic`` is ignored: random by design)."""
         obs = self._check_obs(observation)
         return self.rng.uniform(-1.0, 1.0, obs.shape[:-1] + (self.action_dim,)).astype(np.float32), None
 

@@ -1,5 +1,7 @@
-"""SB3 callbacks of ``lobgym train``: episode metrics and gradient norms for TensorBoard, periodic
-evaluation on held-out seeds (best model kept), checkpoints and a rich progress bar.
+"""SB3 callbacks of ``lobgym train``.
+
+Episode metrics and gradient norms for TensorBoard, periodic evaluation on held-out seeds (best
+model kept), checkpoints and a rich progress bar.
 
 Evaluations and checkpoints happen at the start of a rollout, i.e. right after a ``train()``: at
 that point the algorithm holds no half-collected rollout, so a checkpoint taken there resumes
@@ -25,8 +27,11 @@ from lobgym.io import write_json_atomic
 
 
 class PolicyAgent:
-    """A trained SB3 model as an evaluation :class:`~lobgym.evaluation.Predictor`; observations
-    are normalised with the run's ``VecNormalize`` statistics (read, never updated) if it has them."""
+    """A trained SB3 model as an evaluation :class:`~lobgym.evaluation.Predictor`.
+
+    Observations are normalised with the run's ``VecNormalize`` statistics (read, never updated) if it
+    has them.
+    """
 
     def __init__(self, model: Any, vecnorm: Any = None):
         self.model = model
@@ -34,15 +39,19 @@ class PolicyAgent:
         self.acts_on = None  #: the env config it acts through, if not the evaluated one (its own interface)
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        """The model's actions for ``observation`` (normalised first if the run normalises observations)."""
         if self.vecnorm is not None and self.vecnorm.norm_obs:
             observation = self.vecnorm.normalize_obs(observation)
         return self.model.predict(observation, deterministic=deterministic)
 
 
 class EpisodeMetricsCallback(BaseCallback):
-    """Logs, per rollout, the episodes that ended in it: ``episode/<metric>`` means (PnL, |inventory|,
-    fills, ...), ``episode/sharpe`` (mean / std of their PnL) and ``reward_terms/<term>`` (each weighted
-    reward term summed over the episode). Reads the env's own buffers, so no info dict is built."""
+    """Logs, per rollout, the metrics of the episodes that ended in it.
+
+    ``episode/<metric>`` means (PnL, |inventory|, fills, ...), ``episode/sharpe`` (mean / std of their
+    PnL) and ``reward_terms/<term>`` (each weighted reward term summed over the episode). Reads the
+    env's own buffers, so no info dict is built.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -83,21 +92,26 @@ class EpisodeMetricsCallback(BaseCallback):
         self._finished_metrics.clear()
 
     def state_dict(self) -> dict[str, Any]:
+        """The running reward terms and the episodes finished in this rollout, for a checkpoint."""
         return {"terms": self._terms, "finished_terms": list(self._finished_terms),
                 "finished_metrics": list(self._finished_metrics)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output."""
         self._terms = state["terms"]
         self._finished_terms = list(state["finished_terms"])
         self._finished_metrics = list(state["finished_metrics"])
 
 
 class GradNormCallback(BaseCallback):
-    """Logs what the optimizers did in the last ``train()``: ``train/grad_norm_<optimizer>`` (mean and
-    max over its optimizer steps), the L2 norm of the gradient each step applies, after PPO's clipping
-    at ``max_grad_norm`` (SAC does not clip); and ``train/lr_now``, the learning rate the last step
-    used, for every run (a fixed rate, a schedule or a controller). Measured by an optimizer step
-    pre-hook, so both are what was applied, not what a schedule says."""
+    """Logs what the optimizers did in the last ``train()``.
+
+    ``train/grad_norm_<optimizer>`` (mean and max over its optimizer steps) is the L2 norm of the
+    gradient each step applies, after PPO's clipping at ``max_grad_norm`` (SAC does not clip);
+    ``train/lr_now`` is the learning rate the last step used, for every run (a fixed rate, a schedule
+    or a controller). Measured by an optimizer step pre-hook, so both are what was applied, not what a
+    schedule says.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -152,14 +166,17 @@ class GradNormCallback(BaseCallback):
 
 
 class EvalCallback(BaseCallback):
-    """Every ``every`` timesteps (and at the start), evaluates the policy deterministically on the same
-    held-out market seeds, logs ``eval/*`` next to the baselines' scores, feeds ``eval_return``,
-    ``eval_pnl`` and ``eval_sharpe`` to the learning-rate controller, and keeps the best model.
+    """Evaluates the policy every ``every`` timesteps (and at the start), keeping the best model.
+
+    Each evaluation runs deterministically on the same held-out market seeds, logs ``eval/*`` next to
+    the baselines' scores and feeds ``eval_return``, ``eval_pnl`` and ``eval_sharpe`` to the
+    learning-rate controller.
 
     The ``eval/*`` scalars are written straight to the logger's outputs at the timestep they were
     measured: ``logger.record`` would hold them until SB3's next dump, at the end of the next rollout
     (the step-0 evaluation would land one rollout late), and dumping the logger here would move SB3's
-    own pending scalars too."""
+    own pending scalars too.
+    """
 
     def __init__(self, env_cfg: Any, every: int, episodes: int, seed: int, metric: str,
                  baselines: dict[str, dict[str, float]], save_best: Callable[[], None], controller: Any = None,
@@ -175,6 +192,7 @@ class EvalCallback(BaseCallback):
         self.history: list[dict[str, float]] = []
 
     def evaluate_now(self) -> Evaluation:
+        """Evaluate the current policy on the held-out seeds (no logging, no best-model bookkeeping)."""
         agent = PolicyAgent(self.model, self.model.get_vec_normalize_env())
         return evaluate(agent, self.env_cfg, episodes=self.episodes, seed=self.seed, name="policy")
 
@@ -185,6 +203,7 @@ class EvalCallback(BaseCallback):
         self.run_evaluation()
 
     def run_evaluation(self) -> None:
+        """Evaluate now: record the row in the history, feed the controller, log, and keep the best model."""
         s = self.evaluate_now().summary
         row = {"timesteps": self.num_timesteps, "return": s["return_mean"], "pnl": s["pnl_mean"],
                "sharpe": s["sharpe"], "pnl_std": s["pnl_std"], "mean_abs_inventory": s["mean_abs_inventory"],
@@ -212,8 +231,11 @@ class EvalCallback(BaseCallback):
         self._write_now(scalars)
 
     def _write_now(self, scalars: dict[str, float]) -> None:
-        """Writes ``scalars`` to every output of the logger at the current timestep (SB3's ``KVWriter``
-        interface, as ``Logger.dump`` does), leaving the values SB3 has recorded but not dumped alone."""
+        """Writes ``scalars`` to every output of the logger at the current timestep.
+
+        Uses SB3's ``KVWriter`` interface, as ``Logger.dump`` does, leaving the values SB3 has recorded
+        but not dumped alone.
+        """
         from stable_baselines3.common.logger import DISABLED, KVWriter
 
         if self.logger.level == DISABLED:
@@ -224,27 +246,33 @@ class EvalCallback(BaseCallback):
 
     @property
     def last_score(self) -> float | None:
+        """The ``metric`` of the latest evaluation, ``None`` before the first."""
         return self.history[-1][self.metric] if self.history else None
 
     def _on_step(self) -> bool:
         return True
 
     def state_dict(self) -> dict[str, Any]:
+        """The next evaluation's timestep, the best score and the history, for a checkpoint."""
         return {"next_eval": self.next_eval, "best": self.best, "history": list(self.history)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output."""
         self.next_eval, self.best, self.history = state["next_eval"], state["best"], list(state["history"])
 
 
 class RewardCurriculumCallback(BaseCallback):
-    """Reward curricula (:mod:`lobgym.curriculum`): at the start of training and of every rollout, sets the
-    training env's reward weights to those of progress ``num_timesteps / total`` and logs each scheduled
-    term's weight as ``curriculum/<term>`` (``curriculum/<term>_<j>`` when the reward lists a term twice),
-    dumped with SB3's scalars at the end of the rollout it applies to.
+    """Reward curricula (:mod:`lobgym.curriculum`) applied to the training env.
+
+    At the start of training and of every rollout, sets the training env's reward weights to those of
+    progress ``num_timesteps / total`` and logs each scheduled term's weight as ``curriculum/<term>``
+    (``curriculum/<term>_<j>`` when the reward lists a term twice), dumped with SB3's scalars at the
+    end of the rollout it applies to.
 
     The weights are a pure function of ``num_timesteps`` and the budget: a run resumed from a checkpoint
     (taken at a rollout start) recomputes the ones the uninterrupted run used, so the callback has no state.
-    Evaluations build their own envs from the config and so use the final weights."""
+    Evaluations build their own envs from the config and so use the final weights.
+    """
 
     def __init__(self, env_cfg: Any, total: int):
         super().__init__()
@@ -279,8 +307,11 @@ class RewardCurriculumCallback(BaseCallback):
 
 
 class ReloadBestCallback(BaseCallback):
-    """When a divergence guard with ``reload_best`` fires, loads the best model's weights and optimizer
-    state (``best/model.zip``) back into the model, at the start of the next rollout."""
+    """Reloads the best model when a divergence guard with ``reload_best`` fires.
+
+    The best model's weights and optimizer state (``best/model.zip``) go back into the model at the
+    start of the next rollout.
+    """
 
     def __init__(self, controller: Any, best: Path):
         super().__init__()
@@ -301,15 +332,19 @@ class ReloadBestCallback(BaseCallback):
         return True
 
     def state_dict(self) -> dict[str, Any]:
+        """The guard firings seen so far and the reload count, for a checkpoint."""
         return {"seen": self.seen, "reloads": self.reloads}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output."""
         self.seen, self.reloads = state["seen"], state["reloads"]
 
 
 class CheckpointCallback(BaseCallback):
-    """Every ``every`` timesteps, at the start of a rollout, writes a checkpoint with the state of
-    ``stateful`` callbacks (see :mod:`lobgym.agents.checkpoints`)."""
+    """Writes a checkpoint every ``every`` timesteps, at the start of a rollout.
+
+    The checkpoint holds the state of the ``stateful`` callbacks (see :mod:`lobgym.agents.checkpoints`).
+    """
 
     def __init__(self, folder: Path, every: int, keep: int, controller: Any, stateful: dict[str, Any]):
         super().__init__()
@@ -317,6 +352,7 @@ class CheckpointCallback(BaseCallback):
         self.next_save = every
 
     def save(self) -> Path:
+        """Write a checkpoint now (keeping the newest ``keep``); returns its folder."""
         states = {name: cb.state_dict() for name, cb in self.stateful.items()}
         states["checkpoint"] = {"next_save": self.next_save}
         return save_checkpoint(self.folder, self.model, self.controller, states, self.keep)
@@ -330,12 +366,15 @@ class CheckpointCallback(BaseCallback):
         return True
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the timestep of the next checkpoint."""
         self.next_save = state["next_save"]
 
 
 class ProgressCallback(BaseCallback):
-    """Training progress: timesteps, timesteps/s, the latest evaluation score and the learning rate, as
-    a rich progress bar on a terminal, else as plain periodic lines on stdout (CI logs, pipes)."""
+    """Training progress: timesteps, timesteps/s, the latest evaluation score and the learning rate.
+
+    Shown as a rich progress bar on a terminal, else as plain periodic lines on stdout (CI logs, pipes).
+    """
 
     def __init__(self, total: int, evaluation: EvalCallback, description: str, console: Any = None):
         super().__init__()

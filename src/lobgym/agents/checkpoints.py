@@ -1,5 +1,6 @@
-"""Training checkpoints: everything a run needs to continue exactly, written atomically, in files that
-run no code when read.
+"""Training checkpoints: everything a run needs to continue exactly.
+
+They are written atomically, in files that run no code when read.
 
 A checkpoint is a folder ``checkpoints/step_<timesteps>/`` holding
 
@@ -62,6 +63,7 @@ def rng_states(model: Any) -> dict[str, Any]:
 
 
 def set_rng_states(model: Any, states: dict[str, Any]) -> None:
+    """Restore every random stream training draws from, from :func:`rng_states` output."""
     torch.set_rng_state(torch.from_numpy(np.array(states["torch"], dtype=np.uint8)))
     name, keys, pos, has_gauss, cached = states["numpy"]
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)))  # noqa: NPY002
@@ -106,8 +108,11 @@ def save_checkpoint(folder: str | Path, model: Any, controller: Any, callbacks: 
 
 
 def checkpoint_candidates(folder: str | Path) -> list[Path]:
-    """The checkpoint ``latest.json`` points to, then the older kept ones, newest first; empty if the run
-    has none yet. Without ``latest.json`` (lost with its folder's contents) every kept one is a candidate."""
+    """The checkpoint ``latest.json`` points to, then the older kept ones, newest first.
+
+    Empty if the run has none yet. Without ``latest.json`` (lost with its folder's contents) every kept one
+    is a candidate.
+    """
     folder = Path(folder)
     kept = sorted((p for p in folder.glob("step_*") if p.is_dir()), reverse=True)
     pointer = folder / LATEST
@@ -139,8 +144,11 @@ class SavedCheckpoint:
 
 
 def read_checkpoint(path: Path, normalises: bool, off_policy: bool, controller: Any = None) -> SavedCheckpoint:
-    """Read and check every file of the checkpoint at ``path``; ``controller`` (a fresh one of the run's
-    config) checks the saved controller state. Raises :class:`RunFileError` naming the bad file."""
+    """Read and check every file of the checkpoint at ``path``.
+
+    ``controller`` (a fresh one of the run's config) checks the saved controller state. Raises
+    :class:`RunFileError` naming the bad file.
+    """
     if not path.is_dir():
         raise RunFileError(f"{path}: missing (named by {LATEST})")
     old = [name for name in PICKLED if (path / name).is_file()]

@@ -44,9 +44,12 @@ import numpy as np
 # ------------------------------------------------------------------------------------ time bases
 @dataclass
 class Constant:
+    """The same rate ``lr`` all through training."""
+
     lr: float
 
     def __call__(self, progress_remaining: float) -> float:
+        """The base learning rate at ``progress_remaining`` (1 at the start of training, 0 at the end)."""
         return self.lr
 
 
@@ -58,6 +61,7 @@ class Linear:
     end: float
 
     def __call__(self, progress_remaining: float) -> float:
+        """The base learning rate at ``progress_remaining`` (1 at the start of training, 0 at the end)."""
         return self.end + (self.start - self.end) * progress_remaining
 
 
@@ -70,6 +74,7 @@ class CosineWarmup:
     warmup: float = 0.0
 
     def __call__(self, progress_remaining: float) -> float:
+        """The base learning rate at ``progress_remaining`` (1 at the start of training, 0 at the end)."""
         done = 1.0 - progress_remaining
         if done < self.warmup:
             return self.peak * done / self.warmup
@@ -86,6 +91,7 @@ class Cyclic:
     cycles: float = 4.0
 
     def __call__(self, progress_remaining: float) -> float:
+        """The base learning rate at ``progress_remaining`` (1 at the start of training, 0 at the end)."""
         phase = ((1.0 - progress_remaining) * self.cycles) % 1.0
         return self.low + (self.high - self.low) * (1.0 - abs(2.0 * phase - 1.0))
 
@@ -109,12 +115,15 @@ class Rule(ABC):
 
 @dataclass
 class KLTarget(Rule):
+    """Multiplier / ``factor`` when KL > ``target * band``, * ``factor`` when KL < ``target / band``."""
+
     signal: str = "approx_kl"
     target: float = 0.01
     band: float = 1.5
     factor: float = 1.5
 
     def update(self, value: float) -> float:
+        """Take one KL observation; return the factor for the multiplier (1 inside the band or non-finite)."""
         if not math.isfinite(value):
             return 1.0  # the divergence guard handles these
         if value > self.target * self.band:
@@ -126,6 +135,8 @@ class KLTarget(Rule):
 
 @dataclass
 class Plateau(Rule):
+    """Reduce-only: multiplier * ``factor`` after more than ``patience`` non-improving values (see the module)."""
+
     signal: str = "eval_return"
     mode: str = "max"
     patience: int = 3
@@ -151,6 +162,7 @@ class Plateau(Rule):
         return value < self.best - self.threshold
 
     def update(self, value: float) -> float:
+        """Take one observation; return ``factor`` when the plateau lasted too long, else 1."""
         if not math.isfinite(value):
             return 1.0
         if self._better(value):
@@ -170,6 +182,8 @@ class Plateau(Rule):
 
 @dataclass
 class BoldDriver(Rule):
+    """Multiplier * ``grow`` while the smoothed signal rises, * ``cut`` when it falls by more than ``tolerance``."""
+
     signal: str = "train_return"
     smoothing: float = 0.9
     grow: float = 1.05
@@ -179,6 +193,7 @@ class BoldDriver(Rule):
     state_fields: ClassVar[tuple[str, ...]] = ("smoothed",)
 
     def update(self, value: float) -> float:
+        """Take one observation; return ``grow``, ``cut`` or 1 from the move of the smoothed signal."""
         if not math.isfinite(value):
             return 1.0
         if self.smoothed is None:
@@ -195,6 +210,8 @@ class BoldDriver(Rule):
 
 @dataclass
 class DivergenceGuard(Rule):
+    """Cuts the multiplier at once on a non-finite or exploding value, then blocks increases (see the module)."""
+
     signal: str = "loss"
     max_ratio: float = 10.0
     cut: float = 0.1
@@ -207,6 +224,7 @@ class DivergenceGuard(Rule):
     state_fields: ClassVar[tuple[str, ...]] = ("mean_abs", "blocked", "fired")
 
     def update(self, value: float) -> float:
+        """Take one observation; return ``cut`` if non-finite or above ``max_ratio`` x its mean magnitude, else 1."""
         if self.blocked > 0:
             self.blocked -= 1
         exploding = self.mean_abs is not None and abs(value) > self.max_ratio * max(self.mean_abs, 1e-12)
@@ -262,9 +280,11 @@ class LRController:
 
     @property
     def signals(self) -> set[str]:
+        """The signals some rule watches."""
         return {r.signal for r in self.rules}
 
     def state_dict(self) -> dict[str, Any]:
+        """The state that changes while training: multiplier, history and every rule's fields."""
         return {"multiplier": self.multiplier, "history": list(self.history),
                 "rules": [asdict(r) for r in self.rules]}
 
@@ -389,7 +409,9 @@ def make_lr_callback(controller: LRController):
 
 
 def build_controller(spec: Any) -> LRController:
-    """An :class:`LRController` from a :class:`~lobgym.config.LRControlConfig` or a dict like::
+    """An :class:`LRController` from a :class:`~lobgym.config.LRControlConfig` or a dict.
+
+    A dict looks like::
 
         {"base": {"kind": "cosine", "peak": 3e-4, "warmup": 0.05},
          "rules": [{"kind": "kl_target", "target": 0.01}, {"kind": "divergence_guard"}],

@@ -1,5 +1,6 @@
-"""Reading SB3 models, normaliser statistics and replay buffers from a run folder without running
-any code stored in it.
+"""Reading SB3 models, normaliser statistics and replay buffers from a run folder.
+
+Nothing is read in a way that runs code stored in the folder.
 
 An SB3 ``model.zip`` holds torch tensors (``*.pth``, which SB3 reads with ``torch.load(weights_only=True)``)
 and a ``data`` JSON whose non-JSON entries (spaces, policy class, schedules, last observation, ...) are
@@ -39,8 +40,11 @@ FROM_CALLER = ("learning_rate", "lr_schedule")
 
 
 def read_sb3_zip(path: str | Path) -> tuple[bytes, dict[str, Any]]:
-    """The bytes of an SB3 save and its ``data`` JSON (pickled entries left encoded), after checking every
-    member's checksum; raises :class:`RunFileError` naming the file if it is truncated or corrupted."""
+    """The bytes of an SB3 save and its ``data`` JSON (pickled entries left encoded).
+
+    Every member's checksum is checked first; raises :class:`RunFileError` naming the file if it is
+    truncated or corrupted.
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -96,8 +100,10 @@ def load_sb3(path: str | Path, cls: Any, template: Any, learning_rate: Any, stat
 
 
 def load_parameters(model: Any, path: str | Path) -> None:
-    """Put the weights and optimizer states of the SB3 save at ``path`` into ``model`` (only its torch
-    tensors are read, with ``weights_only=True``)."""
+    """Put the weights and optimizer states of the SB3 save at ``path`` into ``model``.
+
+    Only its torch tensors are read, with ``weights_only=True``.
+    """
     raw, _ = read_sb3_zip(path)
     try:
         model.set_parameters(io.BytesIO(raw), exact_match=True, device=model.device)
@@ -136,9 +142,11 @@ def vecnormalize_state(vecnorm: Any) -> dict[str, Any]:
 
 
 def restore_vecnormalize(vecnorm: Any, state: Any, source: str, statistics_only: bool = False) -> None:
-    """Put :func:`vecnormalize_state` output back into ``vecnorm`` (built from the run's config): only the
-    running statistics with ``statistics_only`` (to normalise observations for prediction, on any number
-    of envs). Raises ``RunFileError`` naming ``source`` when it does not fit."""
+    """Put :func:`vecnormalize_state` output back into ``vecnorm`` (built from the run's config).
+
+    With ``statistics_only``, only the running statistics (to normalise observations for prediction, on
+    any number of envs). Raises ``RunFileError`` naming ``source`` when it does not fit.
+    """
     try:
         if vecnorm.norm_obs:
             _restore_rms(vecnorm.obs_rms, state["obs_rms"], "obs_rms")

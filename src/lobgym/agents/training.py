@@ -91,11 +91,13 @@ class RunConfig:
     timesteps: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The run config as plain data, as written to ``config.yaml``."""
         return {"seed": self.seed, "timesteps": self.timesteps, "env": self.env.model_dump(mode="json"),
                 "agent": self.agent.model_dump(mode="json")}
 
     @classmethod
     def read(cls, run_dir: Path) -> RunConfig:
+        """The run config in ``run_dir/config.yaml``; raises ``ValueError`` if the folder is not a training run."""
         path = run_dir / "config.yaml"
         if not path.is_file():
             raise ValueError(f"{run_dir}: not a training run (no config.yaml)")
@@ -107,6 +109,7 @@ class RunConfig:
 
 
 def algorithm_class(kind: str):
+    """The SB3 algorithm class of ``kind``: ``PPO`` for ``"ppo"``, ``SAC`` for ``"sac"``."""
     from stable_baselines3 import PPO, SAC
 
     return {"ppo": PPO, "sac": SAC}[kind]
@@ -119,10 +122,12 @@ def default_baselines(env_cfg: AnyEnvConfig) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ build
 def make_controller(cfg: TrainingConfig) -> LRController | None:
+    """The preset's learning-rate controller, or ``None`` when ``learning_rate`` is a fixed number."""
     return build_controller(cfg.learning_rate) if isinstance(cfg.learning_rate, LRControlConfig) else None
 
 
 def policy_kwargs(cfg: TrainingConfig) -> dict[str, Any]:
+    """SB3's ``policy_kwargs`` from the preset: networks, activation, optimizer class and its arguments."""
     import torch
 
     activations = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU,
@@ -163,6 +168,7 @@ def with_normaliser(run: RunConfig, venv: Any) -> Any:
 
 
 def check_seeds(run: RunConfig) -> None:
+    """Raise :class:`ConfigError` if the training market seeds overlap the held-out evaluation seeds."""
     lo, hi = run.seed, run.seed + run.agent.n_envs
     e_lo, e_hi = run.agent.eval.seed, run.agent.eval.seed + run.agent.eval.episodes
     if lo < e_hi and e_lo < hi:
@@ -171,6 +177,7 @@ def check_seeds(run: RunConfig) -> None:
 
 
 def new_model(run: RunConfig, venv: Any, controller: LRController | None):
+    """A fresh SB3 model of the run's config on ``venv``; SB3's rejections become :class:`ConfigError`."""
     cls = algorithm_class(run.agent.kind)
     lr = controller if controller is not None else float(run.agent.learning_rate)
     try:
@@ -182,8 +189,11 @@ def new_model(run: RunConfig, venv: Any, controller: LRController | None):
 
 
 def model_template(run: RunConfig, venv: Any, learning_rate: Any = 0.0):
-    """A model of the run's config without networks: what :func:`load_model` takes the SB3 save entries
-    that follow from the config from (spaces, policy class and arguments, schedules' settings)."""
+    """A model of the run's config without networks.
+
+    :func:`load_model` takes from it the SB3 save entries that follow from the config (spaces, policy
+    class and arguments, schedules' settings).
+    """
     import warnings
 
     with warnings.catch_warnings():  # PPO warns when batch_size does not divide n_steps x (the template's) n_envs
@@ -195,10 +205,12 @@ def model_template(run: RunConfig, venv: Any, learning_rate: Any = 0.0):
 
 def load_model(path: Path, run: RunConfig, env: Any = None, learning_rate: Any = 0.0,
                state: dict[str, Any] | None = None, saved: tuple[bytes, dict[str, Any]] | None = None):
-    """The SB3 model saved at ``path`` by a run of ``run``'s config, read without unpickling anything
-    (:func:`lobgym.agents.model_files.load_sb3`). ``learning_rate`` replaces the saved one (for prediction
-    any number does; to continue training pass the run's controller, restored from its own checkpoint
-    file, and the checkpoint's ``state``)."""
+    """The SB3 model saved at ``path`` by a run of ``run``'s config, read without unpickling anything.
+
+    See :func:`lobgym.agents.model_files.load_sb3`. ``learning_rate`` replaces the saved one (for
+    prediction any number does; to continue training pass the run's controller, restored from its own
+    checkpoint file, and the checkpoint's ``state``).
+    """
     from lobgym.vec_env import make_vec_env
 
     template = model_template(run, env if env is not None else make_vec_env(run.env), learning_rate)
@@ -207,9 +219,12 @@ def load_model(path: Path, run: RunConfig, env: Any = None, learning_rate: Any =
 
 # -------------------------------------------------------------------------------------- run files
 def run_metadata(command: list[str] | None = None) -> dict[str, Any]:
-    """``meta.json``: lobgym's version and own git revision, package versions, machine, start time,
-    command (:func:`lobgym.provenance.provenance`) and whether torch runs on processor-independent
-    math (:mod:`lobgym.portable_math`: if not, the weights are reproducible on this machine only)."""
+    """The contents of ``meta.json``: where, when and with what the run was trained.
+
+    lobgym's version and own git revision, package versions, machine, start time, command
+    (:func:`lobgym.provenance.provenance`) and whether torch runs on processor-independent math
+    (:mod:`lobgym.portable_math`: if not, the weights are reproducible on this machine only).
+    """
     return provenance(command, packages=PACKAGES) | {"math": portable_math.settings()}
 
 
@@ -273,8 +288,11 @@ def start(env: Any, agent: Any, seed: int = 0, timesteps: int | None = None, nam
 
 
 def resume(run_dir: str | Path, progress: bool = True, command: list[str] | None = None) -> Path:
-    """Continue a run from its newest readable checkpoint (from scratch if it was killed before the first
-    one), after removing what interrupted writes left behind."""
+    """Continue a run from its newest readable checkpoint; returns its folder.
+
+    The run restarts from scratch if it was killed before the first checkpoint. What interrupted writes
+    left behind is removed first.
+    """
     run_dir = Path(run_dir)
     run = RunConfig.read(run_dir)
     with exclusive(run_dir, "training run"):
@@ -382,8 +400,11 @@ def _baselines(run_dir: Path, run: RunConfig) -> dict[str, dict[str, float]]:
 
 
 def _readable_checkpoint(run_dir: Path, run: RunConfig) -> SavedCheckpoint | None:
-    """The newest checkpoint that reads back whole, warning about each newer one that does not (None if
-    the run has none yet); raises :class:`RunFileError` naming every file when none is readable."""
+    """The newest checkpoint that reads back whole (None if the run has none yet).
+
+    Warns about each newer one that does not; raises :class:`RunFileError` naming every file when none
+    is readable.
+    """
     candidates = checkpoint_candidates(run_dir / "checkpoints")
     errors: list[str] = []
     for path in candidates:
@@ -408,7 +429,8 @@ def trained_agent(run_dir: str | Path, which: str = "best", env_cfg: Any = None)
     With ``env_cfg`` the agent acts on that env through its own interface: the env's market and reward
     with the run's ``action`` and ``observation`` sections (:attr:`PolicyAgent.acts_on` when they differ
     from the env's); the observations and actions must then have the shapes the model was trained on.
-    Nothing in the run folder is unpickled (:mod:`lobgym.agents.model_files`)."""
+    Nothing in the run folder is unpickled (:mod:`lobgym.agents.model_files`).
+    """
     from lobgym.vec_env import make_vec_env
 
     run_dir = Path(run_dir)

@@ -1,5 +1,7 @@
-"""Named integer codes used inside the kernels. Kernels never see strings: configs are mapped to
-these codes once, when an environment is built."""
+"""Named integer codes used inside the kernels.
+
+Kernels never see strings: configs are mapped to these codes once, when an environment is built.
+"""
 
 from __future__ import annotations
 

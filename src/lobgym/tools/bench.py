@@ -78,6 +78,7 @@ class BenchRow:
 
     @property
     def ratio(self) -> float | None:
+        """The env's speed over the bare loop's, ``None`` without a bare loop."""
         return self.steps_per_s / self.bare_steps_per_s if self.bare_steps_per_s else None
 
 
@@ -165,10 +166,13 @@ _bare_flow_parallel = parallel_kernel(_bare_flow_prange)
 
 
 def bench_book_flow(n_books: int = 100, seconds_simulated: float = 200.0) -> dict:
-    """Book events per second under the CST (2010) flow on one core, next to a bare loop drawing
-    the same random numbers per event; also the memory of 1000 books with a 200-level window."""
-    from lobgym.market import book as B
-    from lobgym.market import flow as F
+    """Book events per second under the CST (2010) flow on one core, next to a bare loop.
+
+    The bare loop draws the same random numbers per event. Also measures the memory of 1000 books with a
+    200-level window.
+    """
+    from lobgym.market.book import flow as F
+    from lobgym.market.book import lob as B
 
     params = F.cst_params(F.CST2010["lam_table"], F.CST2010["theta_table"], F.CST2010["mu"], levels=10,
                                k=F.CST2010["k"], alpha=F.CST2010["alpha"])
@@ -198,8 +202,10 @@ def bench_book_flow(n_books: int = 100, seconds_simulated: float = 200.0) -> dic
 
 
 def bench_rows(cfg: AnyEnvConfig, n_envs: int, min_seconds: float, gym_vector: bool = False) -> list[BenchRow]:
-    """The rows of ``n_envs`` envs of ``cfg``: its market kind's (:mod:`lobgym.market_kinds`), the env's row
-    first; with ``gym_vector`` also ``gymnasium.make_vec``'s (:func:`bench_gym_vector`)."""
+    """The rows of ``n_envs`` envs of ``cfg``: its market kind's (:mod:`lobgym.market_kinds`), the env's first.
+
+    With ``gym_vector`` also ``gymnasium.make_vec``'s (:func:`bench_gym_vector`).
+    """
     rows = market_kinds.of(cfg).load("bench_rows")(cfg, n_envs, min_seconds)
     return rows + [bench_gym_vector(cfg, n_envs, min_seconds)] if gym_vector else rows
 
@@ -210,10 +216,12 @@ SYNC_VECTOR_MAX_ENVS = 1000
 
 
 def bench_gym_vector(cfg: AnyEnvConfig, n_envs: int, min_seconds: float, mode: str | None = None) -> BenchRow:
-    """``VectorEnv.step`` of ``gymnasium.make_vec(ENV_ID, num_envs=n_envs, config=cfg)``: the registered
-    :class:`~lobgym.gym_vector.MarketMakingVectorEnv` (``mode`` None), or with ``mode="sync"`` Gymnasium's
-    ``SyncVectorEnv`` over ``n_envs`` single envs (what ``make_vec`` gives an env without a
-    ``vector_entry_point``)."""
+    """``VectorEnv.step`` of ``gymnasium.make_vec(ENV_ID, num_envs=n_envs, config=cfg)``.
+
+    That is the registered :class:`~lobgym.gym_vector.MarketMakingVectorEnv` (``mode`` None), or with
+    ``mode="sync"`` Gymnasium's ``SyncVectorEnv`` over ``n_envs`` single envs (what ``make_vec`` gives an
+    env without a ``vector_entry_point``).
+    """
     import gymnasium
 
     from lobgym import ENV_ID
@@ -240,9 +248,10 @@ def bench_book_rows(cfg: BookEnvConfig, n_envs: int, min_seconds: float) -> list
 
 
 def bench_book_env(cfg: BookEnvConfig, n_envs: int, min_seconds: float) -> BenchRow:
-    """``MarketMakingVecEnv.step`` of ``n_envs`` order-book envs, the agent quoting one lot a tick
-    outside the mid on both sides, next to a bare loop drawing the same random numbers (per env
-    step: the latency draws, and per background event a waiting time and a choice).
+    """``MarketMakingVecEnv.step`` of ``n_envs`` order-book envs, next to a bare loop.
+
+    The agent quotes one lot a tick outside the mid on both sides; the bare loop draws the same random
+    numbers (per env step: the latency draws, and per background event a waiting time and a choice).
 
     ``events_per_step`` counts every background event the engine applied, the warm-up of the
     episodes that auto-reset included (each episode starts with ``market.warmup`` seconds of flow).
@@ -282,11 +291,13 @@ _SHARED_ATTRS = frozenset({"cfg", "params", "codec", "obs_spec", "reward_spec"})
 
 
 def sim_memory(sim) -> tuple[int, int]:
-    """``(per_env, other)``: bytes of the numpy arrays a :class:`~lobgym.simulation.Simulation` or
-    :class:`~lobgym.book_simulation.BookSimulation` holds (state, book, flow, fill log, episode
-    statistics, step outcome, generators, reward state, buffers, actions), split into arrays with one
-    row per env and the rest (small fixed-size scratch). The shared config and parameters are left out;
-    views count once, as their base array."""
+    """``(per_env, other)``: bytes of the numpy arrays a simulation holds.
+
+    The arrays of a :class:`~lobgym.simulation.Simulation` or :class:`~lobgym.book_simulation.BookSimulation`
+    (state, book, flow, fill log, episode statistics, step outcome, generators, reward state, buffers,
+    actions), split into arrays with one row per env and the rest (small fixed-size scratch). The shared
+    config and parameters are left out; views count once, as their base array.
+    """
     n = sim.n_envs
     seen: set[int] = set()
     totals = [0, 0]
@@ -309,8 +320,10 @@ def sim_memory(sim) -> tuple[int, int]:
 
 
 def import_and_first_step_seconds(env: str) -> float:
-    """Wall time of a fresh interpreter importing lobgym and taking one env step (numba cache warm:
-    the measurement runs twice and reports the second)."""
+    """Wall time of a fresh interpreter importing lobgym and taking one env step.
+
+    The numba cache is warm: the measurement runs twice and reports the second.
+    """
     code = (
         "import time; t = time.perf_counter(); import gymnasium, lobgym, numpy as np; "
         f"e = gymnasium.make(lobgym.ENV_ID, config={env!r}); e.reset(seed=0); "
@@ -392,10 +405,12 @@ def bench_training(env: str, agent: str, timesteps: int) -> dict:
 def run(env: str = "as2008", n_envs: tuple[int, ...] = (1, 100, 1000, 10000), min_seconds: float = 1.0,
         startup: bool = True, book: bool = True, train: tuple[str, ...] = (), train_timesteps: int = 50_000,
         progress: bool = False, gym_vector: bool = True) -> dict:
-    """All measurements, as a dict ready for JSON, with the run's provenance (machine, versions, ...);
+    """All measurements, as a dict ready for JSON, with the run's provenance (machine, versions, ...).
+
     ``progress`` shows them as they run (a bar on a terminal, plain lines elsewhere). ``gym_vector`` adds,
     per N, ``gymnasium.make_vec``'s VectorEnv and (N <= :data:`SYNC_VECTOR_MAX_ENVS`) its SyncVectorEnv,
-    and their speed over the SB3 VecEnv's as ``result["gym_vector"]``."""
+    and their speed over the SB3 VecEnv's as ``result["gym_vector"]``.
+    """
     cfg = load_env_config(env)
     record = provenance()
     book_env = book and cfg.market.kind != "book"
@@ -437,9 +452,11 @@ def run(env: str = "as2008", n_envs: tuple[int, ...] = (1, 100, 1000, 10000), mi
 
 
 def _finish_record(record: dict[str, Any]) -> dict[str, Any]:
-    """A :func:`~lobgym.provenance.provenance` record taken at the start of a benchmark, completed at
-    its end: the load average at start and end, and numba's threading layer (known once a parallel
-    kernel has run)."""
+    """A :func:`~lobgym.provenance.provenance` record taken at the start of a benchmark, completed at its end.
+
+    Adds the load average at start and end, and numba's threading layer (known once a parallel kernel has
+    run).
+    """
     record = dict(record)
     m = dict(record["machine"])
     m["load_average_start"] = m.pop("load_average")
@@ -450,9 +467,11 @@ def _finish_record(record: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Steps:
-    """Progress over a benchmark's measurements: a transient rich bar on a terminal (redrawn only
-    between measurements: no refresh thread competes with the timed kernels for the cores), else a
-    plain line on stdout as each measurement starts."""
+    """Progress over a benchmark's measurements.
+
+    A transient rich bar on a terminal (redrawn only between measurements: no refresh thread competes
+    with the timed kernels for the cores), else a plain line on stdout as each measurement starts.
+    """
 
     def __init__(self, total: int, enabled: bool):
         self.done = -1
@@ -515,8 +534,11 @@ class TrainingBenchSpec(Strict):
 
 
 class BenchSpec(Strict):
-    """``kind: benchmark``: env-steps/s of each market's presets at each N next to the bare loop,
-    book engine events/s, memory per env, and optionally training throughput, all in one run."""
+    """A benchmark spec (``kind: benchmark``): what one run of :func:`run_spec` measures.
+
+    Env-steps/s of each market's presets at each N next to the bare loop, book engine events/s, memory
+    per env, and optionally training throughput, all in one run.
+    """
 
     kind: Literal["benchmark"]
     name: str = "env_benchmark"
@@ -584,8 +606,10 @@ def _row(market: str, env: str, r: BenchRow, memory: bool) -> dict[str, Any]:
 
 def run_spec(spec: str | Path | dict | BenchSpec, out: Path, progress: bool = True,
              command: list[str] | None = None) -> dict:
-    """Run every measurement of a benchmark spec in one process, then write ``benchmark.json``,
-    ``throughput.png`` and ``README.md`` into ``out``; returns the results (the JSON's content).
+    """Run every measurement of a benchmark spec in one process and write the results into ``out``.
+
+    Writes ``benchmark.json``, ``throughput.png`` and ``README.md``; returns the results (the JSON's
+    content).
 
     Each env-steps/s figure is paired with the bare random-number loop of the same envs measured
     right next to it; ``command`` (default ``sys.argv``) is recorded as the command that ran it.
@@ -699,8 +723,11 @@ def _what(r: dict) -> str:
 
 
 def report_markdown(result: dict) -> str:
-    """The benchmark's ``README.md``: every row with its ratio to the bare loop, the book engine,
-    memory per env, training, and the machine, versions and command of the run."""
+    """The benchmark's ``README.md``.
+
+    Every row with its ratio to the bare loop, the book engine, memory per env, training, and the
+    machine, versions and command of the run.
+    """
     m, v = result["machine"], result["versions"]
     lines = [f"# {result['name']}", ""]
     if result.get("description"):

@@ -41,15 +41,18 @@ def _label(arm: tuple[str, str, str, str], with_env: bool) -> str:
 
 
 def baselines_of(out: Path, rows: list[dict[str, str]]) -> dict[str, dict[str, dict[str, float]]]:
-    """env -> baseline -> summary: the study's baselines.json, else (older study folders) the trials' own."""
+    """Env -> baseline -> summary: the study's baselines.json, else (older study folders) the trials' own."""
     if (out / "baselines.json").is_file():
         return read_json(out / "baselines.json", expect=dict)
     return trial_baselines(out, rows)
 
 
 def summarize_arms(rows: list[dict[str, str]], curve: str = "return") -> dict[tuple, dict[str, Any]]:
-    """Per arm: final metrics per seed, their mean and interval over seeds (``<metric>_ci``, a
-    :class:`lobgym.stats.CI`), each reward term's mean episode sum (``terms``), and the learning curves."""
+    """Per arm: final metrics per seed and over seeds, reward terms and learning curves.
+
+    The final metrics per seed, their mean and interval over seeds (``<metric>_ci``, a
+    :class:`lobgym.stats.CI`), each reward term's mean episode sum (``terms``), and the learning curves.
+    """
     finals: dict[tuple, list[dict[str, str]]] = defaultdict(list)
     curves: dict[tuple, dict[str, list[tuple[int, float, float]]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
@@ -98,8 +101,11 @@ def normalised(arms: dict[tuple, dict[str, Any]], baselines: dict[str, dict[str,
 
 
 def plot_curves(arms: dict[tuple, dict[str, Any]], baselines: dict, path: Path, curve: str = "return") -> Path:
-    """Evaluation ``curve`` (return or PnL; mean and :func:`lobgym.stats.mean_ci` band over seeds) and
-    learning rate against timesteps; one column per (env, initial lr), one line per agent / reward."""
+    """Evaluation ``curve`` and learning rate against timesteps.
+
+    The ``curve`` is the return or PnL (mean and :func:`lobgym.stats.mean_ci` band over seeds); one
+    column per (env, initial lr), one line per agent / reward.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -165,9 +171,11 @@ def _rates_vary(arms: dict[tuple, dict[str, Any]]) -> bool:
 
 
 def plot_frontier(arms: dict[tuple, dict[str, Any]], baselines: dict, path: Path) -> Path:
-    """Risk against return of the final policies: mean PnL against std of PnL and against mean |q|,
-    one point per arm (bars: :func:`lobgym.stats.mean_ci` of the mean PnL over seeds, its method and n
-    in the title), baselines in grey."""
+    """Risk against return of the final policies: mean PnL against std of PnL and against mean |q|.
+
+    One point per arm (bars: :func:`lobgym.stats.mean_ci` of the mean PnL over seeds, its method and n
+    in the title), baselines in grey.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -203,10 +211,12 @@ def plot_frontier(arms: dict[tuple, dict[str, Any]], baselines: dict, path: Path
 
 
 def plot_attribution(arms: dict[tuple, dict[str, Any]], path: Path) -> Path:
-    """Each arm's mean episode reward split into its weighted terms, as shares of the arm's total
-    absolute term mass (stacked; negatives below 0), so that arms whose rewards differ in scale by
-    orders of magnitude (CARA utility against PnL) are all readable; each bar is labelled with the
-    arm's mean episode reward."""
+    """Each arm's mean episode reward split into its weighted terms.
+
+    The terms are shown as shares of the arm's total absolute term mass (stacked; negatives below 0), so
+    that arms whose rewards differ in scale by orders of magnitude (CARA utility against PnL) are all
+    readable; each bar is labelled with the arm's mean episode reward.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -120,6 +120,7 @@ class StudySpec(Strict):
 
 
 def load_study(spec: str | Path | dict | StudySpec) -> StudySpec:
+    """A study spec from a preset name (under ``experiments/``), a YAML path, a dict or a spec."""
     from lobgym.config import _load
 
     return _load(StudySpec, "experiments", spec)
@@ -127,8 +128,11 @@ def load_study(spec: str | Path | dict | StudySpec) -> StudySpec:
 
 # ------------------------------------------------------------------------------------------ trials
 def with_initial_lr(cfg: TrainingConfig, lr: float) -> TrainingConfig:
-    """``cfg`` starting at learning rate ``lr``: a fixed rate is replaced; a controller's time base is
-    scaled so that it starts at ``lr`` (its shape, rules and clamps are kept)."""
+    """``cfg`` starting at learning rate ``lr``.
+
+    A fixed rate is replaced; a controller's time base is scaled so that it starts at ``lr`` (its shape,
+    rules and clamps are kept).
+    """
     if not isinstance(cfg.learning_rate, LRControlConfig):
         return cfg.model_copy(update={"learning_rate": float(lr)})
     from lobgym.agents.lr_control import build_controller
@@ -180,8 +184,10 @@ def trial_configs(spec: StudySpec, trial: dict[str, Any]) -> tuple[Any, Training
 # ------------------------------------------------------------------------------------- trial keys
 def trial_record(spec: StudySpec, trial: dict[str, Any], code: tuple[str | None, str | None] = (None, None)
                  ) -> dict[str, Any]:
-    """What a trial is and will be recorded as (``runs/<folder>/trial.json``): its grid axes, the agent
-    preset, budget and evaluation protocol (the columns of its results rows), and its key.
+    """What a trial is and will be recorded as (``runs/<folder>/trial.json``), and its key.
+
+    The record holds the trial's grid axes, the agent preset, budget and evaluation protocol (the columns
+    of its results rows).
 
     The key is the SHA-256 of the fully resolved configuration: the env config (reward included), the
     training config (initial learning rate and evaluation protocol included), the seed, the budget and
@@ -205,7 +211,7 @@ def trial_record(spec: StudySpec, trial: dict[str, Any], code: tuple[str | None,
 
 
 def code_version() -> tuple[str | None, str | None]:
-    """lobgym's installed version and, in a checkout of lobgym, its git revision (``+dirty`` if edited)."""
+    """The installed version of lobgym and, in a checkout of lobgym, its git revision (``+dirty`` if edited)."""
     from lobgym.provenance import lobgym_version, source_revision
 
     revision = source_revision()
@@ -242,8 +248,11 @@ def changed_fields(old: Any, new: Any, prefix: str = "") -> dict[str, tuple[Any,
 
 
 def superseded(out: Path, grid: list[dict[str, Any]]) -> dict[str, dict[str, tuple[Any, Any]]]:
-    """Trial id -> the fields that changed, for each trial of ``grid`` whose id has a folder of another
-    configuration under ``out/runs`` (the newest such folder is compared)."""
+    """Trial id -> the fields that changed, for the trials of ``grid`` whose configuration changed.
+
+    Those are the trials whose id has a folder of another configuration under ``out/runs`` (the newest
+    such folder is compared).
+    """
     found = {}
     for trial in grid:
         record = trial["record"]
@@ -319,9 +328,11 @@ EVALUATION_KEYS = ("timesteps", "return", "pnl", "pnl_std", "sharpe", "mean_abs_
 
 
 def trial_rows(run_dir: Path) -> list[dict[str, Any]]:
-    """One row per evaluation of the finished trial in ``run_dir`` (the last one flagged ``final``), its
-    configuration read from the trial's own ``trial.json``. Raises :class:`RunFileError` naming the file
-    if a file is unreadable."""
+    """One row per evaluation of the finished trial in ``run_dir`` (the last one flagged ``final``).
+
+    The trial's configuration is read from its own ``trial.json``. Raises :class:`RunFileError` naming
+    the file if a file is unreadable.
+    """
     record = read_json(run_dir / "trial.json", expect=dict)
     history = read_json(run_dir / "evaluations.json", expect=list)
     rows = []
@@ -345,8 +356,10 @@ def trial_rows(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def write_results(out: Path, done: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """``results.csv`` and ``baselines.json`` from the finished trials ``done``; returns the trials whose
-    files could not be read (left out, each with its error)."""
+    """Write ``results.csv`` and ``baselines.json`` from the finished trials ``done``.
+
+    Returns the trials whose files could not be read (left out, each with its error).
+    """
     rows, unreadable = [], {}
     for trial in sorted(done, key=lambda t: t["id"]):
         try:
@@ -368,8 +381,10 @@ def write_results(out: Path, done: list[dict[str, Any]]) -> dict[str, dict[str, 
 
 
 def trial_baselines(out: Path, rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
-    """env -> baseline -> summary, from the first trial of each env that has its baselines.json (every
-    trial of an env evaluates the baselines on the same seeds)."""
+    """Env -> baseline -> summary, from the first trial of each env that has its baselines.json.
+
+    Every trial of an env evaluates the baselines on the same seeds.
+    """
     found: dict[str, dict[str, dict[str, float]]] = {}
     for row in rows:
         path = out / "runs" / (row.get("run") or row["trial"]) / "baselines.json"
@@ -379,8 +394,11 @@ def trial_baselines(out: Path, rows: list[dict[str, Any]]) -> dict[str, dict[str
 
 
 def record_spec(out: Path, spec: StudySpec) -> Path:
-    """Write ``spec.yaml`` (the spec of this run) and keep every distinct spec ever run into ``out`` in
-    ``specs/<time>-<hash>.yaml`` (a ``spec.yaml`` from before this history is kept there first)."""
+    """Write ``spec.yaml`` (the spec of this run) and keep every distinct spec ever run into ``out``.
+
+    They are kept in ``specs/<time>-<hash>.yaml`` (a ``spec.yaml`` from before this history is kept
+    there first).
+    """
     import yaml
 
     history = out / "specs"
@@ -517,8 +535,10 @@ def _import_ray():
 
 @contextlib.contextmanager
 def _local_ray_settings(ray: Any) -> Iterator[None]:
-    """Settings for the local Ray instance a study starts: token authentication (``RAY_AUTH_MODE=token``;
-    Ray generates the token) and every Ray process listening on 127.0.0.1 only.
+    """Settings for the local Ray instance a study starts: token authentication, listening on 127.0.0.1 only.
+
+    Token authentication is ``RAY_AUTH_MODE=token`` (Ray generates the token); every Ray process listens
+    on 127.0.0.1 only.
 
     On Linux Ray binds its servers to all interfaces unless it runs in its single-machine mode, which
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` selects on any platform (Ray's processes inherit it). This
@@ -545,8 +565,10 @@ def _local_ray_settings(ray: Any) -> Iterator[None]:
 
 
 def _ray_internals() -> tuple[Any, Any, Any]:
-    """Ray's cluster-mode constant, its config and its token-auth check (not public API: a Ray whose
-    internals moved is refused rather than started unchecked)."""
+    """Ray's cluster-mode constant, its config and its token-auth check.
+
+    These are not public API: a Ray whose internals moved is refused rather than started unchecked.
+    """
     try:
         from ray._private import ray_constants
         from ray._private.authentication.authentication_utils import is_token_auth_enabled
@@ -572,8 +594,11 @@ def _check_local_ray(ray: Any, context: Any) -> None:
 
 def _ray_results(spec_data: dict, todo: list[dict[str, Any]], out: Path, n_workers: int, address: str | None,
                  limit: int | None) -> Results:
-    """``run_trial`` as Ray tasks of one CPU each, at most ``limit`` submitted at once (default: all of
-    them, the cluster schedules them); a local Ray instance of ``n_workers`` CPUs unless ``address``."""
+    """``run_trial`` as Ray tasks of one CPU each, at most ``limit`` submitted at once.
+
+    By default all of them are submitted (the cluster schedules them); on a local Ray instance of
+    ``n_workers`` CPUs unless ``address``.
+    """
     import logging
 
     ray = _import_ray()
@@ -621,8 +646,10 @@ def _ray_results(spec_data: dict, todo: list[dict[str, Any]], out: Path, n_worke
 
 
 class _Display:
-    """Progress over trials (done / running / failed and the ETA): a rich bar on a terminal, else plain
-    lines on stdout, also between trial ends (trials take minutes)."""
+    """Progress over trials (done / running / failed and the ETA).
+
+    A rich bar on a terminal, else plain lines on stdout, also between trial ends (trials take minutes).
+    """
 
     def __init__(self, total: int, done: int, enabled: bool):
         from lobgym.progress import ProgressLines, bar, is_terminal
@@ -667,8 +694,11 @@ REPORTED = ("trial", "env", "agent", "reward", "lr", "seed", "timesteps", "final
 
 
 def load_results(out: str | Path) -> list[dict[str, str]]:
-    """The rows of ``out/results.csv``; raises :class:`RunFileError` naming the file (and the line) if it
-    is missing, truncated or lacks the columns a report reads."""
+    """The rows of ``out/results.csv``.
+
+    Raises :class:`RunFileError` naming the file (and the line) if it is missing, truncated or lacks the
+    columns a report reads.
+    """
     path = Path(out) / "results.csv"
     try:
         with open(path, newline="", encoding="utf-8") as fh:

@@ -44,7 +44,7 @@ DEFAULT_SECONDS = 600.0
 
 def event_names() -> dict[int, str]:
     """Name of each flow event code (``flow.EVENT_*``), in code order."""
-    from lobgym.market import flow as F
+    from lobgym.market.book import flow as F
 
     names = {F.EVENT_LIMIT_BID: "limit_bid", F.EVENT_LIMIT_ASK: "limit_ask", F.EVENT_MARKET_BUY: "market_buy",
              F.EVENT_MARKET_SELL: "market_sell", F.EVENT_CANCEL_BID: "cancel_bid", F.EVENT_CANCEL_ASK: "cancel_ask"}
@@ -52,8 +52,10 @@ def event_names() -> dict[int, str]:
 
 
 def book_market(spec: Any) -> tuple[str, BookMarket]:
-    """``(name, market)`` of a book-market env: a preset name, a YAML path, a dict, a
-    :class:`~lobgym.config.BookEnvConfig` or a :class:`~lobgym.config.BookMarket`.
+    """``(name, market)`` of a book-market env.
+
+    ``spec`` is a preset name, a YAML path, a dict, a :class:`~lobgym.config.BookEnvConfig` or a
+    :class:`~lobgym.config.BookMarket`.
 
     Raises:
         ConfigError: when the config is invalid, or its market is not an order book.
@@ -115,12 +117,14 @@ class FlowRecord:
 def record_flow(market: BookMarket, *, books: int = DEFAULT_BOOKS, seconds: float = DEFAULT_SECONDS, seed: int = 0,
                 sample_dt: float = 1.0, depth_levels: int = 10, name: str = "custom",
                 progress: Callable[[float], None] | None = None) -> FlowRecord:
-    """Simulate ``market``'s background flow alone on ``books`` books and record it (see the module doc);
-    ``progress`` is called with the seconds recorded so far after each sample."""
+    """Simulate ``market``'s background flow alone on ``books`` books and record it (see the module doc).
+
+    ``progress`` is called with the seconds recorded so far after each sample.
+    """
     from lobgym.compile_notice import announce_compiles
     from lobgym.flow_config import build_flow_params
-    from lobgym.market import book as B
-    from lobgym.market import flow as F
+    from lobgym.market.book import flow as F
+    from lobgym.market.book import lob as B
     from lobgym.market.constants import ASK, BID
     from lobgym.market.rng import make_rng, seed_rng
 
@@ -217,15 +221,17 @@ def record_flow(market: BookMarket, *, books: int = DEFAULT_BOOKS, seconds: floa
 
 
 def _harvest(flow, applied: np.ndarray, t_rel: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Book (int32), time and event code (int8) of the tape rows of one call; raises if a full tape
-    dropped events."""
+    """Book (int32), time and event code (int8) of the tape rows of one call.
+
+    Raises if a full tape dropped events.
+    """
     lens = flow.tape_len
     lost = (lens >= flow.tape.shape[1]) & (applied.sum(axis=1) > lens)
     if lost.any():
         i = int(np.argmax(lost))
         raise RuntimeError(f"book {i}: the flow's event tape (capacity {flow.tape.shape[1]}) recorded {lens[i]} of "
                            f"{applied[i].sum()} events in the {t_rel:g} s chunk; use a smaller sample_dt")
-    from lobgym.market import flow as F
+    from lobgym.market.book import flow as F
 
     mask = np.arange(flow.tape.shape[1])[None, :] < lens[:, None]
     rows = flow.tape[mask]
@@ -318,7 +324,7 @@ def _events(rec: FlowRecord, book_seconds: float) -> dict:
 
 
 def _spread(rec: FlowRecord) -> dict:
-    from lobgym.market import book as B
+    from lobgym.market.book import lob as B
 
     two_sided = (rec.best_bid != B.NO_BID) & (rec.best_ask != B.NO_ASK)
     spread = (rec.best_ask - rec.best_bid)[two_sided]
@@ -381,7 +387,7 @@ def _inter_event(rec: FlowRecord, bins: int = 40) -> dict:
 
 
 def _sign_acf(rec: FlowRecord, max_lag: int) -> dict:
-    from lobgym.market import flow as F
+    from lobgym.market.book import flow as F
 
     is_mo = (rec.tape_event == F.EVENT_MARKET_BUY) | (rec.tape_event == F.EVENT_MARKET_SELL)
     book = rec.tape_book[is_mo]
@@ -402,7 +408,7 @@ def _sign_acf(rec: FlowRecord, max_lag: int) -> dict:
 
 
 def _volatility(rec: FlowRecord, horizons: tuple[float, ...]) -> dict:
-    from lobgym.market import book as B
+    from lobgym.market.book import lob as B
 
     two_sided = (rec.best_bid != B.NO_BID) & (rec.best_ask != B.NO_ASK)
     mid = np.where(two_sided, (rec.best_bid.astype(np.float64) + rec.best_ask) / 2.0, np.nan)
@@ -432,8 +438,10 @@ def _volatility(rec: FlowRecord, horizons: tuple[float, ...]) -> dict:
 
 # ------------------------------------------------------------------------------------ figure
 def plot_stylised_facts(facts: dict, path: str | Path) -> Path:
-    """Draw the five stylised facts of ``facts`` (from :func:`stylised_facts`) in one PNG at ``path``,
-    written atomically (temporary file, then rename)."""
+    """Draw the five stylised facts of ``facts`` (from :func:`stylised_facts`) in one PNG at ``path``.
+
+    The file is written atomically (temporary file, then rename).
+    """
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(15, 8.5), layout="constrained")

@@ -10,12 +10,12 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 import yaml
+from helpers import ROOT
 from stable_baselines3 import PPO, SAC
 
 import lobgym
 from lobgym import presets
 
-ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "experiments" / "zoo"
 
 # A tiny budget on top of the shipped hyperparameters (-params overrides single keys of the conf file).

@@ -18,12 +18,9 @@ import math
 import numpy as np
 
 from lobgym.market._jit import inline, kernel
-from lobgym.market.book import LV_COUNT, M_BASE, M_RESTING, NO_ORDER, NO_SLOT, O_PRICE, O_SIDE, level_count, order_slot
-from lobgym.market.constants import STREAM_MARKET
-from lobgym.market.flow.common import (
+from lobgym.market.book.flow.common import (
     _ASK,
     _BID,
-    FLOW_CST,
     FlowParams,
     _cancel_event,
     _cancel_rate,
@@ -40,8 +37,22 @@ from lobgym.market.flow.common import (
     _refresh_refs,
     _size,
 )
-from lobgym.market.flow.informed import _buy_share, _jump
+from lobgym.market.book.flow.informed import _buy_share, _jump
+from lobgym.market.book.lob import (
+    LV_COUNT,
+    M_BASE,
+    M_RESTING,
+    NO_ORDER,
+    NO_SLOT,
+    O_PRICE,
+    O_SIDE,
+    level_count,
+    order_slot,
+)
+from lobgym.market.constants import STREAM_MARKET
 from lobgym.market.rng import uniform
+
+FLOW_CST = 0  #: FlowParams.model of the Cont, Stoikov & Talreja (2010) zero-intelligence flow
 
 #: The calibration of Cont, Stoikov & Talreja (2010), Table 2: limit arrival rates at distance
 #: 1..5 from the opposite best, k / d**alpha beyond; cancellation rates per order at 1..5 (the
@@ -63,9 +74,11 @@ def cst_params_from_rates(lam, theta, mu, size: int = 1) -> FlowParams:
 
 def cst_params(lam_table, theta_table, mu: float, levels: int, k: float | None = None, alpha: float | None = None,
                size: int = 1, theta_beyond: float | None = None) -> FlowParams:
-    """Symmetric CST rates for ``levels`` distances: ``lam_table`` for the first distances and
-    ``k / d**alpha`` beyond it; ``theta_table`` for the first distances, then its last value (or
-    ``theta_beyond``) for every distance further out."""
+    """Symmetric CST rates for ``levels`` distances.
+
+    ``lam_table`` for the first distances and ``k / d**alpha`` beyond it; ``theta_table`` for the first distances,
+    then its last value (or ``theta_beyond``) for every distance further out.
+    """
     lam, theta = _profiles(lam_table, theta_table, levels, k, alpha, theta_beyond)
     return cst_params_from_rates(np.stack([lam, lam]), np.stack([theta, theta]), [mu, mu], size)
 
@@ -88,8 +101,10 @@ def _agent_price(book, i, oid, side):
 
 @inline
 def _agent_prices(book, i, side, a0, a1):
-    """Prices of the agent's orders ``a0``, ``a1`` resting on ``side`` (_NOWHERE: none; ``a1`` is
-    ignored if it is ``a0``) and how many of them rest."""
+    """Prices of the agent's orders ``a0``, ``a1`` resting on ``side``, and how many of them rest.
+
+    _NOWHERE: none; ``a1`` is ignored if it is ``a0``.
+    """
     p0 = _agent_price(book, i, a0, side)
     p1 = _agent_price(book, i, a1, side) if a1 != a0 else _NOWHERE
     return p0, p1, np.int64(p0 != _NOWHERE) + np.int64(p1 != _NOWHERE)
@@ -101,7 +116,8 @@ def _cancel_rate_ids(book, i, theta, side, ref, a0, a1):
 
     Every order of ``side`` lies at a distance >= 1 from ``ref`` but the agent's (which the flow
     never cancels), so the background orders beyond D are all resting ones but the agent's and the
-    near ones, as in the fast path."""
+    near ones, as in the fast path.
+    """
     levels = theta.shape[1] - 1
     j = ref - book.meta[i, M_BASE]
     lo = j - levels if side == _BID else j + 1
@@ -158,9 +174,11 @@ def _pick_cancel_ids(book, i, theta, side, ref, x, a0, a1):
 # ------------------------------------------------------------------------------------------------- CST
 @kernel
 def _advance_cst(book, i, flow, p, rng, fills, t_end, agent_bid, agent_ask, bid0, bid1, ask0, ask1):
-    """:func:`advance_one` for FLOW_CST (Gillespie next-event loop); ``agent_*`` are booleans (the agent
-    may have any orders on that side: walk the queues); else the agent's orders on a side are among
-    the ids ``bid0, bid1`` / ``ask0, ask1`` (NO_ORDER: none)."""
+    """:func:`advance_one` for FLOW_CST (Gillespie next-event loop).
+
+    ``agent_*`` are booleans (the agent may have any orders on that side: walk the queues); else the agent's orders on
+    a side are among the ids ``bid0, bid1`` / ``ask0, ask1`` (NO_ORDER: none).
+    """
     n_levels = p.lam.shape[1]
     lam_bid = p.lam_cum[_BID, n_levels - 1]
     lam_ask = p.lam_cum[_ASK, n_levels - 1]

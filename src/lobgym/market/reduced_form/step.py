@@ -13,7 +13,7 @@ import numpy as np
 
 from lobgym.market._jit import inline, kernel, parallel_kernel
 from lobgym.market.constants import STREAM_FILLS, STREAM_MARKET
-from lobgym.market.model import advance_mid, ask_price, bid_price, fill_events
+from lobgym.market.reduced_form.model import advance_mid, ask_price, bid_price, fill_events
 from lobgym.market.rng import uniform
 
 

@@ -10,11 +10,19 @@ from __future__ import annotations
 import numpy as np
 
 from lobgym.market._jit import kernel
-from lobgym.market.book import M_BEST_ASK, M_BEST_BID, NO_ORDER, OWNER_BACKGROUND, add_limit, keep_centered, reset_book
-from lobgym.market.flow.common import _ASK, _BID, _NO_ORDER, FLOW_CST, FLOW_HAWKES, FLOW_QUEUE_REACTIVE
-from lobgym.market.flow.cst import _advance_cst
-from lobgym.market.flow.hawkes import _advance_hawkes
-from lobgym.market.flow.queue_reactive import _advance_qr
+from lobgym.market.book.flow.common import _ASK, _BID, _NO_ORDER
+from lobgym.market.book.flow.cst import FLOW_CST, _advance_cst
+from lobgym.market.book.flow.hawkes import FLOW_HAWKES, _advance_hawkes
+from lobgym.market.book.flow.queue_reactive import FLOW_QUEUE_REACTIVE, _advance_qr
+from lobgym.market.book.lob import (
+    M_BEST_ASK,
+    M_BEST_BID,
+    NO_ORDER,
+    OWNER_BACKGROUND,
+    add_limit,
+    keep_centered,
+    reset_book,
+)
 
 
 # ------------------------------------------------------------------------------------------- drivers
@@ -35,9 +43,11 @@ def advance_one(book, i, flow, p, rng, fills, t_end, agent_bid_lots, agent_ask_l
 
 @kernel
 def advance_one_ids(book, i, flow, p, rng, fills, t_end, bid0, bid1, ask0, ask1):
-    """:func:`advance_one` for a caller that knows the agent's orders: on each side they are among
-    the ids ``bid0, bid1`` / ``ask0, ask1`` (NO_ORDER: none). Same result, but the CST flow counts
-    the background orders from the level arrays instead of walking the queues."""
+    """:func:`advance_one` for a caller that knows the agent's orders.
+
+    On each side they are among the ids ``bid0, bid1`` / ``ask0, ask1`` (NO_ORDER: none). Same result, but the CST
+    flow counts the background orders from the level arrays instead of walking the queues.
+    """
     if p.model == FLOW_CST:
         return _advance_cst(book, i, flow, p, rng, fills, t_end, False, False, bid0, bid1, ask0, ask1)
     bid = np.int64(bid0 != NO_ORDER or bid1 != NO_ORDER)
@@ -47,8 +57,10 @@ def advance_one_ids(book, i, flow, p, rng, fills, t_end, bid0, bid1, ask0, ask1)
 
 @kernel
 def advance(book, flow, p, rng, fills, t_end):
-    """Advance every book's background flow to ``t_end`` (no agent orders), recentring windows
-    first where needed; returns the total number of events."""
+    """Advance every book's background flow to ``t_end`` (no agent orders); returns the number of events.
+
+    Recentres the windows first where needed.
+    """
     total = 0
     for i in range(book.meta.shape[0]):
         keep_centered(book, i, (flow.last_bid[i] + flow.last_ask[i]) // 2)
@@ -59,10 +71,12 @@ def advance(book, flow, p, rng, fills, t_end):
 
 @kernel
 def seed_book(book, flow, fills, i, mid_tick, depth, per_level, size):
-    """Empty book ``i`` and start it around ``mid_tick``: ``per_level`` background orders of ``size``
-    lots at each of ``depth`` ticks on both sides of a one-tick spread, window centred on the mid.
-    Resets every piece of flow state of book ``i`` (clock, counters, tape, Hawkes excitation; the
-    fundamental price starts at the book's mid)."""
+    """Empty book ``i`` and start it around ``mid_tick``.
+
+    ``per_level`` background orders of ``size`` lots at each of ``depth`` ticks on both sides of a one-tick spread,
+    window centred on the mid. Resets every piece of flow state of book ``i`` (clock, counters, tape, Hawkes
+    excitation; the fundamental price starts at the book's mid).
+    """
     reset_book(book, i, mid_tick - book.levels.shape[1] // 2)
     for d in range(depth):
         for _ in range(per_level):

@@ -1,7 +1,7 @@
 """What every flow model shares: the parameter and state types, the codes, and the kernel helpers.
 
 :class:`FlowParams` (one type for every model, so that one compiled kernel serves all of them),
-:class:`FlowState` and :func:`make_flow_state`; the ``FLOW_*`` model codes, ``EVENT_*`` event codes
+:class:`FlowState` and :func:`make_flow_state`; the ``EVENT_*`` event codes
 and ``TAPE_*`` tape columns; the builders' validation helpers (``_rates``, ``_size``,
 ``_placeholders``, ``_profiles``); and the kernel helpers the models' next-event loops call: book
 queries (background orders at a price or beyond a distance), the choice of the order a cancellation
@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from lobgym.market._jit import inline, kernel
-from lobgym.market.book import (
+from lobgym.market.book.lob import (
     LV_COUNT,
     LV_HEAD,
     M_BASE,
@@ -50,11 +50,6 @@ _BID = np.int64(BID)
 _ASK = np.int64(ASK)
 _NO_ORDER = np.int64(NO_ORDER)
 
-# Flow models (FlowParams.model).
-FLOW_CST = 0  #: Cont, Stoikov & Talreja (2010) zero-intelligence flow
-FLOW_HAWKES = 1  #: multivariate exponential-kernel Hawkes flow
-FLOW_QUEUE_REACTIVE = 2  #: Huang, Lehalle & Rosenbaum (2015) queue-reactive flow
-
 # Event codes counted per book in FlowState.events (column index) and written on the tape.
 EVENT_LIMIT_BID = 0
 EVENT_LIMIT_ASK = 1
@@ -73,10 +68,13 @@ N_TAPE_COLUMNS = 4
 
 
 class FlowParams(NamedTuple):
-    """Parameters of every flow model; ``model`` says which fields are read (the others are tiny
-    placeholders of fixed rank, so that one compiled kernel serves all models)."""
+    """Parameters of every flow model.
 
-    model: int  #: FLOW_CST, FLOW_HAWKES or FLOW_QUEUE_REACTIVE
+    ``model`` says which fields are read (the others are tiny placeholders of fixed rank, so that one compiled kernel
+    serves all models).
+    """
+
+    model: int  #: the model's code (``FLOW_*``, defined in the model's module), which advance_one branches on
     size: int  #: lots per background order
     lam: np.ndarray  #: (2, D) CST: limit rate at distance 1..D from the opposite best; Hawkes: distance profile
     lam_cum: np.ndarray  #: (2, D) cumulative sums of lam, for sampling the distance
@@ -95,6 +93,7 @@ class FlowParams(NamedTuple):
     informed_rate: float  #: jumps of the fundamental per unit time
     informed_jump: float  #: standard deviation of a jump, ticks
     informed_kappa: float  #: tilt of market-order direction per tick of F - mid
+    extra: np.ndarray  #: (n,) float64: parameters of a model without fields of its own (its module names offsets)
 
 
 class FlowState(NamedTuple):
@@ -137,13 +136,15 @@ def _placeholders() -> dict:
             "hawkes_beta": np.ones(N_EVENT_TYPES), "hawkes_order_cancel": 0.0, "qr_insert": np.zeros((2, 1, 2)),
             "qr_cancel": np.zeros((2, 1, 2)), "qr_market": np.zeros((2, 2)), "qr_inside": np.zeros(2),
             "qr_far_cancel": np.zeros(2), "informed": False, "informed_rate": 0.0, "informed_jump": 0.0,
-            "informed_kappa": 0.0}
+            "informed_kappa": 0.0, "extra": np.zeros(1)}
 
 
 def _profiles(lam_table, theta_table, levels: int, k: float | None, alpha: float | None,
               theta_beyond: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-distance arrays (levels,) and (levels + 1,): ``lam_table`` then ``k / d**alpha``;
-    ``theta_table`` then its last value (or ``theta_beyond``)."""
+    """Per-distance rate arrays of shapes (levels,) and (levels + 1,).
+
+    ``lam_table`` then ``k / d**alpha``; ``theta_table`` then its last value (or ``theta_beyond``).
+    """
     if int(levels) != levels or levels < 1:
         raise ValueError(f"levels = {levels}: must be an integer >= 1 (distances D from the opposite best)")
     if len(lam_table) == 0 or len(theta_table) == 0:
@@ -201,8 +202,11 @@ def _is_background(book, i, s, side):
 
 @inline
 def _cancellable_at(book, i, side, price, agent):
-    """Background orders of ``side`` at ``price``; straight from the level arrays when the agent has
-    no order on that side (``agent`` false), else by walking the queue."""
+    """Background orders of ``side`` at ``price``.
+
+    Read straight from the level arrays when the agent has no order on that side (``agent`` false), else by walking
+    the queue.
+    """
     if agent:
         return _background_at(book, i, side, price)
     return level_count(book, i, side, price)
@@ -239,8 +243,10 @@ def _far_count(book, i, side, ref, levels, near, agent):
 
 @inline
 def _cancel_rate(book, i, theta, side, ref, agent):
-    """Total cancellation intensity of ``side``'s background orders under the per-order rates
-    ``theta`` (2, D + 1) by distance from ``ref``, the opposite best."""
+    """Total cancellation intensity of ``side``'s background orders.
+
+    Under the per-order rates ``theta`` (2, D + 1) by distance from ``ref``, the opposite best.
+    """
     levels = theta.shape[1] - 1
     j = ref - book.meta[i, M_BASE]
     lo = j - levels if side == _BID else j + 1
@@ -273,8 +279,11 @@ def _cancel_rate_walk(book, i, theta, side, ref, agent):
 
 @inline
 def _pick_cancel(book, i, theta, side, ref, x, agent):
-    """Slot of the background order selected by ``x`` in [0, cancellation intensity of ``side``)
-    (NO_SLOT if none) under the per-order rates ``theta`` (2, D + 1); the caller cancels it."""
+    """Slot of the background order that ``x`` selects for cancellation (NO_SLOT if none).
+
+    ``x`` lies in [0, cancellation intensity of ``side``), under the per-order rates ``theta`` (2, D + 1); the caller
+    cancels it.
+    """
     levels = theta.shape[1] - 1
     j = ref - book.meta[i, M_BASE]
     lo = j - levels if side == _BID else j + 1
@@ -313,9 +322,11 @@ def _pick_cancel_walk(book, i, theta, side, ref, x, agent):
 
 @kernel
 def _pick_far(book, i, side, ref, levels, k, agent):
-    """Slot of the ``k``-th cancellable order of ``side`` further than ``levels`` ticks from ``ref``:
-    window levels outward first, then the parked ones in list order (the last one if ``k`` is past
-    the end, which float rounding can cause; NO_SLOT if there is none)."""
+    """Slot of the ``k``-th cancellable order of ``side`` further than ``levels`` ticks from ``ref``.
+
+    Window levels outward first, then the parked ones in list order (the last one if ``k`` is past
+    the end, which float rounding can cause; NO_SLOT if there is none).
+    """
     lo, hi = _far_prices(book, i, side, ref, levels)
     if side == _BID:
         for price in range(hi, lo - 1, -1):
@@ -361,8 +372,10 @@ def _kth_in_level(book, i, j, k):
 
 @kernel
 def _kth_background_at(book, i, side, price, k):
-    """Slot of the ``k``-th background order (in queue order) of ``side`` at ``price`` (the last one
-    if there are fewer; NO_SLOT if none)."""
+    """Slot of the ``k``-th background order (in queue order) of ``side`` at ``price``.
+
+    The last one if there are fewer; NO_SLOT if none.
+    """
     last = NO_SLOT
     if in_window(book, i, price):
         s = book.levels[i, price - book.meta[i, M_BASE], LV_HEAD]
@@ -471,8 +484,11 @@ def _cancel_event(book, i, flow, t, side, slot):
 
 @kernel
 def _limit_call(book, i, flow, fills, t, side, price, size):
-    """:func:`_limit` as a call (the Hawkes and queue-reactive paths: inlining every event helper
-    everywhere multiplied the compile time)."""
+    """:func:`_limit` as a call.
+
+    For the Hawkes and queue-reactive paths: inlining every event helper everywhere multiplied the
+    compile time.
+    """
     _limit(book, i, flow, fills, t, side, price, size)
 
 

@@ -11,43 +11,26 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from helpers import WALL, isolated_bid_queue, sampled_queue_lengths
 
-from lobgym.market import book as B
-from lobgym.market import flow as F
+from lobgym.market.book import flow as F
+from lobgym.market.book import lob as B
 from lobgym.market.constants import ASK, BID
 from lobgym.market.rng import make_rng, seed_rng
 
 LAM, MU, THETA = 1.85, 0.94, 0.71
-WALL = 10_000
 
 
 def _isolated_queue(n_books: int):
     lam = np.array([[LAM], [0.0]])
     params = F.cst_params_from_rates(lam, theta=[[THETA, THETA], [0.0, 0.0]], mu=[0.0, MU], size=1)
-    book = B.make_book(n_books, 64, 128)
-    fills = B.make_fill_log(n_books, 64)
-    flow = F.make_flow_state(n_books)
-    events = np.zeros((n_books, 1, 5), dtype=np.int64)
-    events[:, 0] = [B.EV_LIMIT, ASK, WALL, 10**12, B.OWNER_BACKGROUND]  # an ask wall nothing can move
-    for i in range(n_books):
-        B.reset_book(book, i, WALL - 32)
-    B.apply_events(book, fills, events, np.zeros((n_books, 1), dtype=np.int64), np.zeros((n_books, 1), dtype=np.int64))
-    flow.last_ask[:] = WALL
-    flow.last_bid[:] = WALL - 1
-    rng = make_rng(n_books)
-    seed_rng(rng, np.arange(n_books, dtype=np.uint64) + 99)
-    return params, book, fills, flow, rng
+    return params, *isolated_bid_queue(n_books, 128, seed=99)
 
 
 def test_isolated_best_queue_has_the_birth_death_stationary_law():
     n_books, burn_in, samples = 200, 20, 300
     params, book, fills, flow, rng = _isolated_queue(n_books)
-    counts = []
-    for t in range(1, burn_in + samples + 1):
-        F.advance(book, flow, params, rng, fills, float(t))
-        if t > burn_in:
-            counts.append(book.lvl_count[:, WALL - 1 - book.base_tick[0]].copy())
-    counts = np.concatenate(counts)
+    counts = sampled_queue_lengths(book, flow, params, rng, fills, burn_in, samples)
     assert (book.n_rejected == 0).all() and (book.best_ask == WALL).all()
     x_max = 40
     weights = np.array([LAM**x / math.prod(MU + j * THETA for j in range(1, x + 1)) for x in range(x_max)])

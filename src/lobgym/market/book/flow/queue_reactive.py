@@ -29,12 +29,9 @@ import math
 import numpy as np
 
 from lobgym.market._jit import inline, kernel
-from lobgym.market.book import M_BEST_ASK, M_BEST_BID, NO_ASK, NO_BID, level_count, level_qty
-from lobgym.market.constants import STREAM_MARKET
-from lobgym.market.flow.common import (
+from lobgym.market.book.flow.common import (
     _ASK,
     _BID,
-    FLOW_QUEUE_REACTIVE,
     FlowParams,
     _cancel_call,
     _cancellable_at,
@@ -48,8 +45,12 @@ from lobgym.market.flow.common import (
     _refresh_refs,
     _size,
 )
-from lobgym.market.flow.informed import _buy_share, _jump
+from lobgym.market.book.flow.informed import _buy_share, _jump
+from lobgym.market.book.lob import M_BEST_ASK, M_BEST_BID, NO_ASK, NO_BID, level_count, level_qty
+from lobgym.market.constants import STREAM_MARKET
 from lobgym.market.rng import uniform
+
+FLOW_QUEUE_REACTIVE = 2  #: FlowParams.model of the Huang, Lehalle & Rosenbaum (2015) queue-reactive flow
 
 
 def _per_side(name: str, value, rank: int) -> np.ndarray:
@@ -64,8 +65,9 @@ def _per_side(name: str, value, rank: int) -> np.ndarray:
 
 
 def queue_reactive_params(insert, cancel, market, inside=0.0, far_cancel=0.0, size: int = 1) -> FlowParams:
-    """Queue-reactive flow from tables indexed by queue size ``q = 0 .. Q`` (in units of ``size``;
-    larger queues use column ``Q``).
+    """Queue-reactive flow from tables indexed by queue size ``q = 0 .. Q``.
+
+    Queue sizes are in units of ``size``; larger queues use column ``Q``.
 
     Args:
         insert: (K, Q + 1), or (2, K, Q + 1) per side: limit insertion rate at level k (1 = best).
@@ -139,8 +141,10 @@ def _qr_side_rate(book, i, p, side, anchor, agent):
 
 @kernel
 def _qr_side_pick(book, i, flow, p, rng, fills, t, side, anchor, agent, x):
-    """Apply the insertion or cancellation of ``side``'s levels selected by ``x``; returns the
-    residual ``x`` (>= 0: not on this side) or -1.0 once an event was applied."""
+    """Apply the insertion or cancellation of ``side``'s levels selected by ``x``.
+
+    Returns the residual ``x`` (>= 0: not on this side) or -1.0 once an event was applied.
+    """
     for k in range(p.qr_insert.shape[1]):
         price = anchor - k if side == _BID else anchor + k
         q = _qr_queue(book, i, p, side, price)

@@ -11,22 +11,22 @@ branch. Prices are in ticks, sizes in lots; every background order is ``size`` l
 **Models**, one module each (its docstring gives the exact definition), all reading the same
 :class:`FlowParams` and :class:`FlowState`:
 
-* ``FLOW_CST`` (:mod:`lobgym.market.flow.cst`) — the zero-intelligence flow of Cont, Stoikov &
+* ``FLOW_CST`` (:mod:`lobgym.market.book.flow.cst`) — the zero-intelligence flow of Cont, Stoikov &
   Talreja (2010): Poisson limit orders, market orders and per-order cancellations, with rates by
   distance from the opposite best.
-* ``FLOW_HAWKES`` (:mod:`lobgym.market.flow.hawkes`) — a multivariate exponential-kernel Hawkes
+* ``FLOW_HAWKES`` (:mod:`lobgym.market.book.flow.hawkes`) — a multivariate exponential-kernel Hawkes
   process over the six event types (Ogata's thinning), optionally with per-order cancellation.
-* ``FLOW_QUEUE_REACTIVE`` (:mod:`lobgym.market.flow.queue_reactive`) — the queue-reactive model of
+* ``FLOW_QUEUE_REACTIVE`` (:mod:`lobgym.market.book.flow.queue_reactive`) — the queue-reactive model of
   Huang, Lehalle & Rosenbaum (2015): intensities of each of the first K queues depend on its size.
-* **Informed flow** (:mod:`lobgym.market.flow.informed`; any model, ``FlowParams.informed``) — a
+* **Informed flow** (:mod:`lobgym.market.book.flow.informed`; any model, ``FlowParams.informed``) — a
   latent fundamental price that jumps, towards which market-order direction is tilted.
 
-**Layout.** :mod:`~lobgym.market.flow.common` holds the types, the codes and the kernel helpers
+**Layout.** :mod:`~lobgym.market.book.flow.common` holds the types, the codes and the kernel helpers
 every model uses; each model's module holds its builder and its ``_advance_<model>`` kernel;
-:mod:`~lobgym.market.flow.dispatch` holds the drivers (:func:`advance_one`, :func:`advance_one_ids`,
+:mod:`~lobgym.market.book.flow.dispatch` holds the drivers (:func:`advance_one`, :func:`advance_one_ids`,
 :func:`advance`, :func:`seed_book`) that branch on ``FlowParams.model``. Imports go one way:
 ``common <- informed <- cst, hawkes, queue_reactive <- dispatch <- this package``, which re-exports
-every public name (``from lobgym.market import flow as F; F.cst_params(...)``).
+every public name (``from lobgym.market.book import flow as F; F.cst_params(...)``).
 
 **Exactness.** Between events every intensity is constant (CST, queue-reactive, informed) or
 decays deterministically (Hawkes), so :func:`advance_one` runs the next-event algorithm until the
@@ -43,16 +43,13 @@ was empty) and lots (the limit order's size; the cancelled order's remaining lot
 market order executed). ``C = 0`` records nothing. :func:`seed_book` clears it.
 """
 
-from lobgym.market.flow.common import (
+from lobgym.market.book.flow.common import (
     EVENT_CANCEL_ASK,
     EVENT_CANCEL_BID,
     EVENT_LIMIT_ASK,
     EVENT_LIMIT_BID,
     EVENT_MARKET_BUY,
     EVENT_MARKET_SELL,
-    FLOW_CST,
-    FLOW_HAWKES,
-    FLOW_QUEUE_REACTIVE,
     N_EVENT_TYPES,
     N_TAPE_COLUMNS,
     TAPE_EVENT,
@@ -63,11 +60,11 @@ from lobgym.market.flow.common import (
     FlowState,
     make_flow_state,
 )
-from lobgym.market.flow.cst import CST2010, cst_params, cst_params_from_rates
-from lobgym.market.flow.dispatch import advance, advance_one, advance_one_ids, seed_book
-from lobgym.market.flow.hawkes import hawkes_mean_rates, hawkes_params, hawkes_spectral_radius
-from lobgym.market.flow.informed import with_informed
-from lobgym.market.flow.queue_reactive import queue_reactive_params
+from lobgym.market.book.flow.cst import CST2010, FLOW_CST, cst_params, cst_params_from_rates
+from lobgym.market.book.flow.dispatch import advance, advance_one, advance_one_ids, seed_book
+from lobgym.market.book.flow.hawkes import FLOW_HAWKES, hawkes_mean_rates, hawkes_params, hawkes_spectral_radius
+from lobgym.market.book.flow.informed import with_informed
+from lobgym.market.book.flow.queue_reactive import FLOW_QUEUE_REACTIVE, queue_reactive_params
 
 __all__ = [
     "CST2010",

@@ -1,5 +1,7 @@
-"""The reduced-form market of the market-making literature (Avellaneda & Stoikov 2008; Guéant,
-Lehalle & Fernandez-Tapia 2013; Cartea, Jaimungal & Penalva 2015), as per-env scalar kernels.
+"""The reduced-form market of the market-making literature, as per-env scalar kernels.
+
+The market of Avellaneda & Stoikov (2008), Guéant, Lehalle & Fernandez-Tapia (2013) and Cartea,
+Jaimungal & Penalva (2015).
 
 Mid-price over one step of length dt::
 

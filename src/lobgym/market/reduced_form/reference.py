@@ -1,7 +1,7 @@
 """A slow, readable, pure-Python model of the reduced-form market: the test oracle of the engine.
 
-It reproduces :func:`lobgym.market.step.step_one` / :func:`~lobgym.market.step.reset_one` bit for
-bit from plain Python ints and floats. It shares no code with the kernels (it imports only the
+It reproduces :func:`lobgym.market.reduced_form.step.step_one` / :func:`~lobgym.market.reduced_form.step.reset_one`
+bit for bit from plain Python ints and floats. It shares no code with the kernels (it imports only the
 engine's constants and parameter/state types, never numba or a kernel) but performs the same
 floating-point operations in the same order, which is what makes exact equality possible. Tests
 drive it and the engine with the same seeds and quotes and require ``==`` on every quantity. It is
@@ -37,7 +37,7 @@ from lobgym.market.constants import (
     STREAM_FILLS,
     STREAM_MARKET,
 )
-from lobgym.market.state import EpisodeStats, ReducedFormParams
+from lobgym.market.reduced_form.state import EpisodeStats, ReducedFormParams
 
 MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -90,8 +90,10 @@ class Xoshiro256StarStar:
 
 
 def seed_streams(seed: int) -> list[Xoshiro256StarStar]:
-    """The ``N_STREAMS`` generators of an env seeded ``seed``: one SplitMix64 sequence started at the
-    seed fills stream 0's four words, then stream 1's, and so on."""
+    """The ``N_STREAMS`` generators of an env seeded ``seed``.
+
+    One SplitMix64 sequence started at the seed fills stream 0's four words, then stream 1's, and so on.
+    """
     x = int(seed) & MASK64
     streams = []
     for _ in range(N_STREAMS):
@@ -145,7 +147,7 @@ class ReferenceMarket:
     Attributes:
         step_count, mid, cash, inventory, fees: the market state (cash gross of fees).
         stats: the episode statistics, keyed by the field names of
-            :class:`~lobgym.market.state.EpisodeStats`.
+            :class:`~lobgym.market.reduced_form.state.EpisodeStats`.
     """
 
     def __init__(self, params: ReducedFormParams, seed: int):
@@ -165,8 +167,10 @@ class ReferenceMarket:
         self.fill_rng = streams[STREAM_FILLS]
 
     def reset(self) -> dict[str, Any]:
-        """Start a new episode; the initial inventory is drawn from the market stream only when
-        ``q0_high > q0_low``. Returns the state (see :meth:`state`)."""
+        """Start a new episode; returns the state (see :meth:`state`).
+
+        The initial inventory is drawn from the market stream only when ``q0_high > q0_low``.
+        """
         p = self.p
         q0 = p.q0_low
         if p.q0_high > p.q0_low:
@@ -192,7 +196,7 @@ class ReferenceMarket:
         return self.state()
 
     def state(self) -> dict[str, Any]:
-        """The market state as a dict keyed like :class:`~lobgym.market.state.MarketState`."""
+        """The market state as a dict keyed like :class:`~lobgym.market.reduced_form.state.MarketState`."""
         return {"step": self.step_count, "mid": self.mid, "cash": self.cash, "inventory": self.inventory,
                 "fees": self.fees}
 
@@ -221,7 +225,7 @@ class ReferenceMarket:
         """Advance one step with quotes at the given depths (>= 0) and sizes (lots, 0 = no quote).
 
         Returns:
-            A dict with the step's outcome, keyed like :class:`~lobgym.market.state.StepOutcome`
+            A dict with the step's outcome, keyed like :class:`~lobgym.market.reduced_form.state.StepOutcome`
             (``pnl``, ``fee``, ``inventory_before``, ``mid_before``, ``bid_lots``, ``ask_lots``, ``spread_captured``,
             ``bid_depth``/``ask_depth`` = effective depths or NaN for a side not quoted, ``done``),
             the new state (``step``, ``mid``, ``cash``, ``inventory``, ``fees``) and ``stats``, a copy

@@ -14,11 +14,12 @@ import math
 
 import numpy as np
 import pytest
+from helpers import WALL, isolated_bid_queue, queue_below_wall, sampled_queue_lengths
 from pydantic import TypeAdapter, ValidationError
 
 from lobgym import flow_config as FC
-from lobgym.market import book as B
-from lobgym.market import flow as F
+from lobgym.market.book import flow as F
+from lobgym.market.book import lob as B
 from lobgym.market.constants import ASK, BID
 from lobgym.market.rng import make_rng, seed_rng
 
@@ -204,7 +205,6 @@ def test_hawkes_construction_rejects_a_non_stationary_branching_matrix():
 
 
 # -------------------------------------------------------------------------------------- queue-reactive
-WALL = 10_000
 QMAX = 40
 Q = np.arange(QMAX + 1)
 QR_INSERT = 2.0 / (1.0 + 0.05 * Q)
@@ -218,24 +218,10 @@ def test_queue_reactive_isolated_best_queue_has_the_birth_death_stationary_law()
                                      cancel=np.stack([QR_CANCEL[None, :], zeros]),
                                      market=np.stack([QR_MARKET, zeros[0]]))
     n_books, burn_in, samples = 200, 20, 300
-    book, fills, flow = B.make_book(n_books, 64, 256), B.make_fill_log(n_books, 64), F.make_flow_state(n_books)
-    events = np.zeros((n_books, 1, 5), dtype=np.int64)
-    events[:, 0] = [B.EV_LIMIT, ASK, WALL, 10**12, B.OWNER_BACKGROUND]  # an ask wall nothing can move
-    for i in range(n_books):
-        B.reset_book(book, i, WALL - 32)
-    B.apply_events(book, fills, events, np.zeros((n_books, 1), dtype=np.int64), np.zeros((n_books, 1), np.int64))
-    flow.last_ask[:] = WALL
-    flow.last_bid[:] = WALL - 1
-    rng = make_rng(n_books)
-    seed_rng(rng, np.arange(n_books, dtype=np.uint64) + 7)
-    counts = []
-    for t in range(1, burn_in + samples + 1):
-        F.advance(book, flow, params, rng, fills, float(t))
-        if t > burn_in:
-            counts.append(book.lvl_count[:, WALL - 1 - book.base_tick[0]].copy())
-    counts = np.concatenate(counts)
+    book, fills, flow, rng = isolated_bid_queue(n_books, 256, seed=7)
+    counts = sampled_queue_lengths(book, flow, params, rng, fills, burn_in, samples)
     assert (book.n_rejected == 0).all() and (book.best_ask == WALL).all()
-    assert (book.n_resting[:, BID] == book.lvl_count[:, WALL - 1 - book.base_tick[0]]).all()  # one queue only
+    assert (book.n_resting[:, BID] == queue_below_wall(book)).all()  # one queue only
     x_max = 200
     birth = QR_INSERT[np.minimum(np.arange(x_max), QMAX)]
     death = (QR_CANCEL + QR_MARKET)[np.minimum(np.arange(1, x_max + 1), QMAX)]

@@ -18,8 +18,8 @@ import pytest
 
 from lobgym.config import ConfigError, load_env_config
 from lobgym.io import write_json_atomic
-from lobgym.market import book as B
-from lobgym.market import flow as F
+from lobgym.market.book import flow as F
+from lobgym.market.book import lob as B
 from lobgym.tools.validation import FlowRecord, book_market, facts_from_record, plot_stylised_facts, stylised_facts
 
 BOOKS, SECONDS = 12, 300.0

@@ -28,9 +28,7 @@ import math
 import numpy as np
 
 from lobgym.market._jit import inline, kernel
-from lobgym.market.book import NO_SLOT
-from lobgym.market.constants import STREAM_MARKET
-from lobgym.market.flow.common import (
+from lobgym.market.book.flow.common import (
     _ASK,
     _BID,
     EVENT_CANCEL_ASK,
@@ -39,7 +37,6 @@ from lobgym.market.flow.common import (
     EVENT_LIMIT_BID,
     EVENT_MARKET_BUY,
     EVENT_MARKET_SELL,
-    FLOW_HAWKES,
     N_EVENT_TYPES,
     FlowParams,
     _cancel_call,
@@ -54,8 +51,12 @@ from lobgym.market.flow.common import (
     _refresh_refs,
     _size,
 )
-from lobgym.market.flow.informed import _buy_share, _jump
+from lobgym.market.book.flow.informed import _buy_share, _jump
+from lobgym.market.book.lob import NO_SLOT
+from lobgym.market.constants import STREAM_MARKET
 from lobgym.market.rng import uniform
+
+FLOW_HAWKES = 1  #: FlowParams.model of the multivariate exponential-kernel Hawkes flow
 
 
 def hawkes_spectral_radius(alpha, beta) -> float:
@@ -81,10 +82,14 @@ def hawkes_params(baseline, alpha, beta, lam_table, theta_table, levels: int, k:
         baseline: (6,) baseline intensities, EVENT_* order.
         alpha: (6, 6) ``alpha[e, j]``, the jump of ``lambda_e`` at an event of type ``j``.
         beta: decay rate, one for all rows or (6,) one per excited type ``e``.
-        lam_table, k, lam_alpha, levels: relative weights of a limit order's distance 1..levels
-            from the opposite best (the table, then ``k / d**lam_alpha``), as in :func:`cst_params`.
-        theta_table, theta_beyond: relative weights of the order a cancel event removes, by distance.
+        lam_table: relative weights of a limit order's distance 1, 2, ... from the opposite best, as in
+            :func:`cst_params`.
+        theta_table: relative weights of the order a cancel event removes, by distance.
+        levels: distances 1..levels where limit orders arrive.
+        k: with ``lam_alpha``, weights ``k / d**lam_alpha`` beyond ``lam_table``.
+        lam_alpha: the exponent of that tail.
         size: lots per order.
+        theta_beyond: the weight of every distance past ``theta_table`` (default: its last entry).
         order_cancel: besides the Hawkes cancel events, every background order at distance ``d`` is
             cancelled at rate ``order_cancel * theta(d)`` (0: pure Hawkes). This keeps the depth
             mean-reverting, as in Abergel & Jedidi (2015); without it the depth is a random walk
@@ -136,8 +141,10 @@ def _hawkes_decay(flow, i, p, dt):
 
 @kernel
 def _hawkes_cancel(book, i, flow, theta, rng, t, side, agent):
-    """A Hawkes cancel event of ``side``: one background order chosen with weights theta; returns
-    whether one was cancelled (else the event is counted in ``skipped``)."""
+    """A Hawkes cancel event of ``side``: one background order chosen with weights theta.
+
+    Returns whether one was cancelled (else the event is counted in ``skipped``).
+    """
     ref = flow.last_ask[i] if side == _BID else flow.last_bid[i]
     c = _cancel_rate_walk(book, i, theta, side, ref, agent)
     slot = NO_SLOT

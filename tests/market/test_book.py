@@ -1,5 +1,5 @@
-"""Tests of the L3 order book (src/lobgym/market/book.py) against its pure-Python oracle
-(src/lobgym/market/reference_book.py).
+"""Tests of the L3 order book (src/lobgym/market/book/lob.py) against its pure-Python oracle
+(src/lobgym/market/book/reference.py).
 
 * Hand-written priority rules, run on both books through one API: FIFO within a level, price
   priority across levels, reduce keeps the queue position while cancel + re-add loses it, parked
@@ -24,10 +24,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lobgym.market import book as B
-from lobgym.market import reference_book as R
+from lobgym.market.book import lob as B
+from lobgym.market.book import reference as R
+from lobgym.market.book.reference import ReferenceBook
 from lobgym.market.constants import ASK, BID
-from lobgym.market.reference_book import ReferenceBook
 
 # On a failure hypothesis's pytest plugin imports libcst (to print the example as a patch), which
 # raises a DeprecationWarning that the repo's filterwarnings=error turns into an INTERNALERROR hiding
@@ -49,7 +49,7 @@ def _ev(kind: int, side: int = 0, price: int = 0, qty: int = 0, ref: int = 0) ->
 
 
 class NumbaOneBook:
-    """Book 0 of a numba :class:`~lobgym.market.book.BookState` behind the ReferenceBook API (orders named
+    """Book 0 of a numba :class:`~lobgym.market.book.lob.BookState` behind the ReferenceBook API (orders named
     by seq); its internal structure is checked after every operation."""
 
     def __init__(self, max_orders: int, n_levels: int = 16, base: int = 100) -> None:

@@ -1,6 +1,6 @@
 """The agent in N order-book markets: its orders, latency, fees, fills and marks, one env step at a time.
 
-A step of env ``i`` covers ``dt`` seconds of background flow (:mod:`lobgym.market.flow`) on book
+A step of env ``i`` covers ``dt`` seconds of background flow (:mod:`lobgym.market.book.flow`) on book
 ``i``. The agent decided its orders at the step's start from what it had observed; then:
 
 1. its cancels and size reductions reach the book after the *cancel latency*, its new limit
@@ -36,7 +36,8 @@ from typing import NamedTuple
 import numpy as np
 
 from lobgym.market._jit import inline, kernel
-from lobgym.market.book import (
+from lobgym.market.book.flow import EVENT_MARKET_BUY, EVENT_MARKET_SELL, advance_one, advance_one_ids, seed_book
+from lobgym.market.book.lob import (
     F_MAKER_OWNER,
     F_PRICE,
     F_QTY,
@@ -66,7 +67,6 @@ from lobgym.market.book import (
     reduce,
 )
 from lobgym.market.constants import ASK, BID, STREAM_FILLS, STREAM_MARKET
-from lobgym.market.flow import EVENT_MARKET_BUY, EVENT_MARKET_SELL, advance_one, advance_one_ids, seed_book
 from lobgym.market.rng import uniform
 
 DELAY_CONSTANT = 0
@@ -100,7 +100,7 @@ class BookMarketParams(NamedTuple):
     q0_low: int
     q0_high: int
     ewma_alpha: float  #: weight of the newest step in the trade-flow and volatility averages
-    flow: tuple  #: the flow model's parameters (lobgym.market.flow)
+    flow: tuple  #: the flow model's parameters (lobgym.market.book.flow)
 
 
 class BookMarketState(NamedTuple):
@@ -136,6 +136,8 @@ class BookMarketState(NamedTuple):
 
 
 class BookEpisodeStats(NamedTuple):
+    """Per-env statistics of the current episode, from which the episode metrics are computed."""
+
     wealth0: np.ndarray  #: (N,) mark-to-market value at reset
     bid_lots: np.ndarray  #: (N,) int64 lots bought (passive and aggressive)
     ask_lots: np.ndarray  #: (N,) int64 lots sold
@@ -157,6 +159,8 @@ class BookEpisodeStats(NamedTuple):
 
 
 class BookStepOutcome(NamedTuple):
+    """Per-env outcome of the last step, which the rewards read."""
+
     pnl: np.ndarray  #: (N,) float64 change of cash + q * mid, gross of fees
     fee: np.ndarray
     inventory_before: np.ndarray  #: int64
@@ -192,6 +196,7 @@ def make_book_state(n: int, book, flow, fills, depth_levels: int, history: int, 
 
 
 def make_book_stats(n: int) -> BookEpisodeStats:
+    """Zeroed episode statistics for ``n`` envs (int64 counts, float64 sums)."""
     ints = {"bid_lots", "ask_lots", "passive_lots", "taker_lots", "posted_lots", "rejected", "quoted", "two_sided",
             "max_abs_inventory", "events", "warmup_events"}
     return BookEpisodeStats(**{f: np.zeros(n, np.int64 if f in ints else np.float64)
@@ -199,6 +204,7 @@ def make_book_stats(n: int) -> BookEpisodeStats:
 
 
 def make_book_outcome(n: int) -> BookStepOutcome:
+    """A zeroed step outcome for ``n`` envs (int64 lots and counts, bool ``done``, float64 otherwise)."""
     ints = {"inventory_before", "bid_lots", "ask_lots", "events"}
     return BookStepOutcome(**{f: np.zeros(n, np.bool_ if f == "done" else np.int64 if f in ints else np.float64)
                               for f in BookStepOutcome._fields})
@@ -260,7 +266,9 @@ def _background_mid2(st, i):
 @kernel
 def _best_agent_order(st, i, side):
     """(price, lots ahead) of the agent's best-placed resting order on ``side``; (NO_BID / NO_ASK, -1) if none.
-    Best-placed: the best price, and at equal prices the fewest lots ahead."""
+
+    Best-placed: the best price, and at equal prices the fewest lots ahead.
+    """
     book = st.book
     best = NO_BID if side == BID else NO_ASK
     ahead = np.int64(-1)
@@ -346,7 +354,8 @@ def _plan_side(st, i, side):
 
     All resting orders move to ``pend`` first; a matched one moves back into ``order`` at its level
     (kept, or reduced if fewer lots are wanted); what is left in ``pend`` is cancelled when the cancel
-    latency has passed. More lots than rest at a price need a new order (the old one loses its place)."""
+    latency has passed. More lots than rest at a price need a new order (the old one loses its place).
+    """
     book = st.book
     n_lv = st.order.shape[2]
     for k in range(n_lv):
@@ -387,8 +396,10 @@ def _send_cancels(st, i):
 
 @inline
 def _room(buy_room, sell_room, market):
-    """The market order (signed lots) cut to the room left on its side, and the room left after it
-    for limit orders on each side (lots that may still be bought, sold)."""
+    """The market order (signed lots) cut to the room left on its side, and the room left after it.
+
+    The room left is for limit orders on each side (lots that may still be bought, sold).
+    """
     buy_room = max(buy_room, 0)
     sell_room = max(sell_room, 0)
     if market > 0:
@@ -476,8 +487,10 @@ def _cut_to_room(st, i, side, room):
 # ------------------------------------------------------------------------------------------ step
 @kernel
 def book_step_one(i, st, stats, out, p, rng, market):
-    """Advance env ``i`` one step given its wanted orders (``st.want_px`` / ``st.want_lots``, ticks and
-    lots per side and level) and ``market`` (signed lots of a market order)."""
+    """Advance env ``i`` one step given its wanted orders and ``market`` (signed lots of a market order).
+
+    The wanted orders are ``st.want_px`` / ``st.want_lots`` (ticks and lots per side and level).
+    """
     book = st.book
     q = st.inventory[i]
     mid_before = st.mid[i]
@@ -566,8 +579,10 @@ def book_step_one(i, st, stats, out, p, rng, market):
 
 @kernel
 def _settle(st, stats, out, p, i, mid_before):
-    """Book the agent's fills logged since the step started (or since the last call) into cash,
-    inventory, fees and this step's outcome; the log is then emptied."""
+    """Book the agent's fills logged since the step started (or since the last call).
+
+    They go into cash, inventory, fees and this step's outcome; the log is then emptied.
+    """
     rec = st.fills.records
     n = st.fills.counts[i, 0]
     for k in range(n):
@@ -618,8 +633,11 @@ def begin_step_outcome(out, i):
 # ----------------------------------------------------------------------------------------- reset
 @kernel
 def book_reset_one(i, st, stats, p, rng):
-    """New episode in env ``i``: a fresh book seeded around S0, ``warmup`` seconds of flow, no
-    agent orders, inventory drawn from {q0_low..q0_high}."""
+    """New episode in env ``i``.
+
+    A fresh book seeded around S0, ``warmup`` seconds of flow, no agent orders, inventory drawn from
+    {q0_low..q0_high}.
+    """
     book = st.book
     seed_book(book, st.flow, st.fills, i, p.s0_tick, p.seed_depth, p.seed_per_level, p.flow.size)
     t = 0.0

@@ -28,9 +28,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import checkpoint_steps, rewound_copy, torch_members
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from typer.testing import CliRunner
 
 import lobgym
 from lobgym import cli
@@ -76,14 +76,6 @@ ROUND_TRIP_PRESETS: dict[str, dict[str, Any]] = {
 
 
 # ---------------------------------------------------------------------------------------- helpers
-def _pth(model_zip: Path) -> dict[str, bytes]:
-    """The torch members of an SB3 save: policy weights and every optimizer's state."""
-    with zipfile.ZipFile(model_zip) as zf:
-        members = {n: zf.read(n) for n in zf.namelist() if n.endswith(".pth")}
-    assert "policy.pth" in members and any("optimizer" in n for n in members), sorted(members)
-    return members
-
-
 def _vecnorm_stats(folder: Path) -> dict[str, Any]:
     """The VecNormalize statistics saved in ``folder`` (vecnormalize.json + .npz)."""
     vn = read_state(folder, "vecnormalize")
@@ -98,28 +90,14 @@ def _assert_same_stats(a: dict[str, Any], b: dict[str, Any]) -> None:
 
 def _assert_same_outcome(expected: Path, actual: Path) -> None:
     """Two run folders trained to the same final and best models, evaluations and controller state."""
-    assert _pth(actual / "final" / "model.zip") == _pth(expected / "final" / "model.zip")
-    assert _pth(actual / "best" / "model.zip") == _pth(expected / "best" / "model.zip")
+    assert torch_members(actual / "final" / "model.zip") == torch_members(expected / "final" / "model.zip")
+    assert torch_members(actual / "best" / "model.zip") == torch_members(expected / "best" / "model.zip")
     _assert_same_stats(_vecnorm_stats(actual / "final"), _vecnorm_stats(expected / "final"))
     # text equality: NaN-safe, and the JSON is written deterministically
     assert (actual / "evaluations.json").read_text() == (expected / "evaluations.json").read_text()
     ckpt_a, ckpt_e = latest_checkpoint(actual / "checkpoints"), latest_checkpoint(expected / "checkpoints")
     assert ckpt_a.name == ckpt_e.name
     assert (ckpt_a / "controller.json").read_text() == (ckpt_e / "controller.json").read_text()
-
-
-def _steps(run_dir: Path) -> list[int]:
-    return sorted(int(p.name.removeprefix("step_")) for p in (run_dir / "checkpoints").glob("step_*"))
-
-
-def _rewound_copy(run_dir: Path, dest: Path, step: int) -> Path:
-    """A copy of ``run_dir`` whose newest checkpoint is the one at ``step``: the state of a run killed
-    right after that checkpoint (the later checkpoints and models are left in place, as a kill leaves them)."""
-    shutil.copytree(run_dir, dest)
-    name = f"step_{step:012d}"
-    assert (dest / "checkpoints" / name).is_dir(), _steps(dest)
-    (dest / "checkpoints" / "latest.json").write_text(json.dumps({"step": step, "path": name}))
-    return dest
 
 
 def _flat(text: str) -> str:
@@ -179,12 +157,6 @@ def ppo_run(runs_root) -> Path:
 def sac_run(runs_root) -> Path:
     """A finished SAC run (do not modify: copy it)."""
     return _fixture_run("sac", runs_root)
-
-
-@pytest.fixture
-def runner(monkeypatch) -> CliRunner:
-    monkeypatch.setattr(cli.console, "width", 1000)  # no wrapping inside paths and messages
-    return CliRunner()
 
 
 # --------------------------------------------------------------- 1. SIGKILL + --resume (subprocesses)
@@ -280,7 +252,7 @@ def test_a_run_folder_holds_config_metadata_logs_checkpoints_models_and_report(k
         assert tag.encode() in data, tag
 
     # checkpoints: the newest `keep`, each complete; latest.json points to the last
-    assert _steps(run_dir) == FIXTURE_CHECKPOINTS[kind]
+    assert checkpoint_steps(run_dir) == FIXTURE_CHECKPOINTS[kind]
     latest = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
     assert latest == {"step": budget, "path": f"step_{budget:012d}"}
     expected_files = {"model.zip", "state.json", "state.npz", "controller.json", "vecnormalize.json",
@@ -359,14 +331,15 @@ def test_a_training_seed_overlapping_the_evaluation_seeds_is_rejected_naming_see
 @pytest.mark.parametrize("kind", ["ppo", "sac"])
 def test_resuming_from_an_older_checkpoint_replays_the_rest_of_the_run_exactly(kind, request, tmp_path):
     run_dir: Path = request.getfixturevalue(f"{kind}_run")
-    copy = _rewound_copy(run_dir, tmp_path / "copy", FIXTURE_CHECKPOINTS[kind][0])
+    copy = rewound_copy(run_dir, tmp_path / "copy", FIXTURE_CHECKPOINTS[kind][0])
     assert training.resume(copy, progress=False, command=["resume"]) == copy
     _assert_same_outcome(run_dir, copy)
     # the checkpoints saved again after the one resumed from are the ones saved the first time
-    assert _steps(copy) == _steps(run_dir)
+    assert checkpoint_steps(copy) == checkpoint_steps(run_dir)
     for step in FIXTURE_CHECKPOINTS[kind][1:]:
         name = f"step_{step:012d}"
-        assert _pth(copy / "checkpoints" / name / "model.zip") == _pth(run_dir / "checkpoints" / name / "model.zip")
+        model_zip = Path("checkpoints") / name / "model.zip"
+        assert torch_members(copy / model_zip) == torch_members(run_dir / model_zip)
     assert (copy / "command.txt").read_text().splitlines() == [shlex.join(COMMAND), "resume"]
 
 
@@ -375,9 +348,9 @@ def test_resuming_a_finished_run_trains_no_further(ppo_run, tmp_path):
     saved = {p: p.stat().st_mtime_ns for p in (copy / "checkpoints").rglob("*") if p.is_file()}
     training.resume(copy, progress=False, command=["again"])
     _assert_same_outcome(ppo_run, copy)
-    assert _steps(copy) == _steps(ppo_run)
+    assert checkpoint_steps(copy) == checkpoint_steps(ppo_run)
     assert {p: p.stat().st_mtime_ns for p in (copy / "checkpoints").rglob("*") if p.is_file()} == saved  # untouched
-    for step in _steps(ppo_run):
+    for step in checkpoint_steps(ppo_run):
         name = f"step_{step:012d}"
         for file in ("state.json", "state.npz"):
             assert (copy / "checkpoints" / name / file).read_bytes() == \
@@ -506,14 +479,14 @@ def _corrupt_rule_value_type(path: Path) -> None:
 ])
 def test_resume_refuses_a_missing_or_corrupted_controller_naming_the_file(corrupt, ppo_run, tmp_path):
     step = FIXTURE_CHECKPOINTS["ppo"][0]  # a few rollouts left to train after it
-    copy = _rewound_copy(ppo_run, tmp_path / "copy", step)
+    copy = rewound_copy(ppo_run, tmp_path / "copy", step)
     corrupt(copy / "checkpoints" / f"step_{step:012d}" / "controller.json")
     with pytest.raises(ValueError) as info:
         training.resume(copy, progress=False, command=["resume"])
     message = str(info.value)
     assert "controller.json" in message and "default learning rate" in message, message
     assert (copy / "final" / "model.zip").read_bytes() == (ppo_run / "final" / "model.zip").read_bytes()
-    assert _steps(copy) == _steps(ppo_run)
+    assert checkpoint_steps(copy) == checkpoint_steps(ppo_run)
 
 
 def test_cli_resume_with_no_controller_in_any_checkpoint_exits_nonzero_naming_each_file(ppo_run, tmp_path, runner):
@@ -775,7 +748,7 @@ def _plant_npz(path: Path, marker: Path) -> None:
 
 
 def test_evaluating_and_resuming_a_run_folder_runs_no_code_from_it(ppo_run, tmp_path, runner):
-    copy = _rewound_copy(ppo_run, tmp_path / "copy", FIXTURE_CHECKPOINTS["ppo"][1])
+    copy = rewound_copy(ppo_run, tmp_path / "copy", FIXTURE_CHECKPOINTS["ppo"][1])
     marker = tmp_path / "pwned"
     folders = [copy / "best", copy / "final", *sorted((copy / "checkpoints").glob("step_*"))]
     for folder in folders:
@@ -863,7 +836,7 @@ def _truncate_file(path: Path) -> None:
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one_and_resumes_exactly(ppo_run, tmp_path, file,
                                                                                          corrupt):
     previous, newest = FIXTURE_CHECKPOINTS["ppo"][:2]
-    copy = _rewound_copy(ppo_run, tmp_path / "copy", newest)
+    copy = rewound_copy(ppo_run, tmp_path / "copy", newest)
     bad = copy / "checkpoints" / f"step_{newest:012d}" / file
     corrupt(bad)
     with pytest.warns(CheckpointFallback, match=rf"^{re.escape(str(bad))}: .*; resuming from the previous kept "
@@ -884,7 +857,7 @@ def _pickled_state(checkpoint: Path) -> Path:
     (lambda c: _garbage(c / "state.json", c) or c / "state.json", r"unreadable JSON \("),
 ])
 def test_without_a_readable_checkpoint_resume_is_an_error_naming_each_file(ppo_run, tmp_path, where, message):
-    copy = _rewound_copy(ppo_run, tmp_path / "copy", FIXTURE_CHECKPOINTS["ppo"][0])  # the oldest kept one
+    copy = rewound_copy(ppo_run, tmp_path / "copy", FIXTURE_CHECKPOINTS["ppo"][0])  # the oldest kept one
     bad = where(copy / "checkpoints" / f"step_{FIXTURE_CHECKPOINTS['ppo'][0]:012d}")
     with pytest.raises(ValueError, match=rf"^{re.escape(str(copy / 'checkpoints'))}: no readable checkpoint "
                                          rf"\({re.escape(str(bad))}: {message}"):
@@ -949,7 +922,7 @@ def test_train_gives_the_same_weights_whatever_code_paths_the_processor_would_pi
                               "--runs-dir", str(tmp_path / "runs"), "--name", name, "--no-progress"],
                              env=env, capture_output=True, text=True, timeout=600)
         assert out.returncode == 0, out.stdout + out.stderr
-    weights = {name: _pth(tmp_path / "runs" / name / "final" / "model.zip") for name in runs}
+    weights = {name: torch_members(tmp_path / "runs" / name / "final" / "model.zip") for name in runs}
     assert weights["other_cpu"] == weights["here"]
     assert weights["other_cpu_native"] != weights["here"]  # without the pin the code paths show
     meta = {name: json.loads((tmp_path / "runs" / name / "meta.json").read_text())["math"] for name in runs}

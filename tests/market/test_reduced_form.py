@@ -1,5 +1,5 @@
 """Tests of the reduced-form engine (src/lobgym/market): exact agreement with the pure-Python oracle
-(:mod:`lobgym.market.reference`), determinism across batch sizes, kernels and runs, and the
+(:mod:`lobgym.market.reduced_form.reference`), determinism across batch sizes, kernels and runs, and the
 statistical laws of fills and mid-price moves against closed forms.
 """
 
@@ -11,14 +11,15 @@ import zlib
 import numpy as np
 import pytest
 import scipy.stats
+from helpers import assert_traces_equal, episode_ends, vec_trace
 
 from lobgym.config import load_env_config
 from lobgym.env import MarketMakingEnv
 from lobgym.market import rng as R
-from lobgym.market import step as S
-from lobgym.market.reference import ReferenceMarket, seed_streams
-from lobgym.market.reference import poisson_from_uniform as ref_poisson
-from lobgym.market.state import (
+from lobgym.market.reduced_form import step as S
+from lobgym.market.reduced_form.reference import ReferenceMarket, seed_streams
+from lobgym.market.reduced_form.reference import poisson_from_uniform as ref_poisson
+from lobgym.market.reduced_form.state import (
     EpisodeStats,
     MarketState,
     StepOutcome,
@@ -298,8 +299,6 @@ def test_serial_parallel_and_repeated_runs_are_identical():
 def test_serial_and_parallel_vec_envs_return_the_same_steps():
     """Everything a VecEnv step returns -- infos (terminal observations, episode records, metrics),
     episode counts and running returns included -- is identical with the threaded kernel."""
-    from conftest import assert_traces_equal, episode_ends, vec_trace
-
     cfg = load_env_config(DET_CONFIG)
     n, steps = 37, 2 * market_params(cfg).n_steps + 5
     actions = np.random.default_rng(4).uniform(-1, 1, (steps, n, 4)).astype(np.float32)
@@ -586,7 +585,7 @@ def test_rng_matches_published_vectors():
     assert [int(w) for w in rng[0, 0, :3]] == [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F]
     rng[0, 1] = np.array([1, 2, 3, 4], dtype=np.uint64)
     assert [int(R.next_u64(rng, 0, 1)) for _ in range(10)] == XOSHIRO_1234
-    from lobgym.market.reference import Xoshiro256StarStar
+    from lobgym.market.reduced_form.reference import Xoshiro256StarStar
 
     ref = Xoshiro256StarStar([1, 2, 3, 4])
     assert [ref.next_u64() for _ in range(10)] == XOSHIRO_1234

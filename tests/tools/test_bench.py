@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import yaml
+from helpers import run_lobgym, short_cst2010
 
 from lobgym.config import ConfigError
 from lobgym.tools.bench import BenchSpec, bench_book_env, bench_book_flow, load_bench_spec, run_spec
@@ -27,9 +26,8 @@ def test_book_flow_row_counts_events_and_memory():
 @pytest.mark.slow
 def test_book_env_row_counts_background_events_per_step():
     from lobgym.config import load_env_config
-    from tests.test_book_env import small
 
-    row = bench_book_env(load_env_config(small()), n_envs=3, min_seconds=0.05)
+    row = bench_book_env(load_env_config(short_cst2010()), n_envs=3, min_seconds=0.05)
     # cst2010 runs ~38 background events per second and book; here each 20-step episode also starts
     # with a 30-second warm-up that the row counts, so ~38 * (20 + 30) / 20 per step
     assert 30 * 50 / 20 < row.events_per_step < 50 * 50 / 20
@@ -87,11 +85,9 @@ def _check_outputs(out, result):
 
 @pytest.mark.slow
 def test_run_spec_writes_json_figure_and_report(tmp_path):
-    from tests.test_book_env import small
-
     out = tmp_path / "bench"
     book_yaml = tmp_path / "small_book.yaml"
-    book_yaml.write_text(yaml.safe_dump(small()))
+    book_yaml.write_text(yaml.safe_dump(short_cst2010()))
     spec = TINY | {"book": {"envs": [str(book_yaml)], "n_envs": [2], "single": False}}
     result = run_spec(spec, out, progress=False, command=["lobgym", "bench", "--all"])
     data, readme = _check_outputs(out, result)
@@ -141,22 +137,15 @@ def test_run_spec_accepts_a_yaml_path_and_writes_training_rows(tmp_path, monkeyp
 @pytest.mark.parametrize("command", ["bench --all --spec {spec} --out {out}", "study {spec} --out {out}"])
 def test_cli_bench_all_runs_a_spec_into_out(tmp_path, command):
     """``lobgym bench --all`` and ``lobgym study`` on a ``kind: benchmark`` spec run the same benchmark."""
-    from tests.test_cli import _python_env
-
     spec = tmp_path / "tiny.yaml"
     spec.write_text(yaml.safe_dump(TINY))
     out = tmp_path / "report"
     argv = command.format(spec=spec, out=out).split()
-    proc = subprocess.run([sys.executable, "-m", "lobgym", *argv],
-                          capture_output=True, text=True, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin",
-                                                               **_python_env()})
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_lobgym(*argv)
     assert "VecEnv.step" in proc.stdout and "book engine" in proc.stdout and str(out / "README.md") in proc.stdout
     data = json.loads((out / "benchmark.json").read_text())
     assert [r["n_envs"] for r in data["rows"]] == [1, 1, 10]
     assert data["command"].startswith("lobgym " + command.split()[0])
     assert (out / "throughput.png").stat().st_size > 0 and (out / "README.md").is_file()
-    bad = subprocess.run([sys.executable, "-m", "lobgym", "bench", "--all", "--spec", str(tmp_path / "nope.yaml")],
-                         capture_output=True, text=True, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin",
-                                                              **_python_env()})
+    bad = run_lobgym("bench", "--all", "--spec", str(tmp_path / "nope.yaml"), check=False)
     assert bad.returncode == 2 and "nope.yaml" in bad.stdout

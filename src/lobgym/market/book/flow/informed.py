@@ -17,14 +17,17 @@ from __future__ import annotations
 import math
 
 from lobgym.market._jit import inline
+from lobgym.market.book.flow.common import FlowParams
 from lobgym.market.constants import STREAM_MARKET
-from lobgym.market.flow.common import FlowParams
 from lobgym.market.rng import normal
 
 
 def with_informed(params: FlowParams, rate: float, jump_ticks: float, kappa: float) -> FlowParams:
-    """``params`` plus the informed component: a fundamental jumping at ``rate`` by N(0, jump_ticks**2)
-    and market-order direction tilted by ``kappa`` per tick of ``F - mid``."""
+    """``params`` plus the informed component.
+
+    A fundamental jumps at ``rate`` by N(0, jump_ticks**2) and market-order direction is tilted by ``kappa`` per tick
+    of ``F - mid``.
+    """
     for name, value, ok in (("rate", rate, rate >= 0), ("jump_ticks", jump_ticks, jump_ticks > 0),
                             ("kappa", kappa, kappa >= 0)):
         if not (math.isfinite(value) and ok):

@@ -5,10 +5,9 @@ and every run logs the learning rate its optimizer stepped with."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from helpers import tb_scalars
 
 from lobgym.agents import training
 
@@ -20,17 +19,11 @@ PRESET = {"name": "tb_ppo", "kind": "ppo", "n_envs": 4, "policy": {"net_arch": [
           "checkpoint": {"every": BUDGET, "keep": 1}}
 
 
-def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    acc = EventAccumulator(str(run_dir / "tb"))
-    acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
-
-
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory) -> tuple[dict[str, list[tuple[int, float]]], list[dict]]:
     run_dir = training.start("cj2015", {**PRESET, "learning_rate": 7e-4}, runs_dir=tmp_path_factory.mktemp("runs"),
                              name="fixed", progress=False, command=["lobgym", "train"])
-    return _scalars(run_dir), json.loads((run_dir / "evaluations.json").read_text())
+    return tb_scalars(run_dir), json.loads((run_dir / "evaluations.json").read_text())
 
 
 def test_each_evaluation_is_logged_at_the_timestep_it_measured(logs):
@@ -68,7 +61,7 @@ def test_a_scheduled_rate_is_logged_as_it_changes(tmp_path):
     lr = {"base": {"kind": "linear", "start": 1e-3, "end": 1e-4}}
     run_dir = training.start("cj2015", {**PRESET, "learning_rate": lr, "eval": {**PRESET["eval"], "every": BUDGET}},
                              runs_dir=tmp_path, name="linear", progress=False, command=["lobgym", "train"])
-    scalars = _scalars(run_dir)
+    scalars = tb_scalars(run_dir)
     lr_now = [v for _, v in scalars["train/lr_now"]]
     assert len(lr_now) == BUDGET // ROLLOUT and all(a > b for a, b in zip(lr_now, lr_now[1:], strict=False))
     assert lr_now == pytest.approx([v for _, v in scalars["train/learning_rate"]], rel=1e-6)

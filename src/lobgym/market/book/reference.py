@@ -1,6 +1,6 @@
-"""A slow, readable, pure-Python L3 order book: the test oracle of :mod:`lobgym.market.book`.
+"""A slow, readable, pure-Python L3 order book: the test oracle of :mod:`lobgym.market.book.lob`.
 
-It implements the semantics in the docstring of :mod:`lobgym.market.book` (price-time priority,
+It implements the semantics in the docstring of :mod:`lobgym.market.book.lob` (price-time priority,
 sequence numbers, execution at the makers' prices, reduce keeps priority, never crossed, capacity,
 counters, fills) for an *ideal unbounded* book: a dict from price to a FIFO queue per side, with no
 price window, no slots and no parked list. The numba book's window is an implementation device that
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from lobgym.market.constants import ASK, BID
 
-# Copies of lobgym.market.book's codes (importing book.py would pull in its numba kernels).
+# Copies of lobgym.market.book.lob's codes (importing book.py would pull in its numba kernels).
 OWNER_BACKGROUND = 0
 OWNER_AGENT = 1
 NO_ORDER = -1
@@ -94,7 +94,7 @@ class ReferenceBook:
         """Top ``k`` levels per side: ``(bid_px, bid_qty, ask_px, ask_qty)``, best first.
 
         Past the last level quantities are 0 and prices continue a tick apart (starting at 0 if a
-        side is empty), as in :func:`lobgym.market.book.snapshot`.
+        side is empty), as in :func:`lobgym.market.book.lob.snapshot`.
         """
         out = []
         for side, step in ((BID, -1), (ASK, 1)):
@@ -108,7 +108,7 @@ class ReferenceBook:
         return out[0], out[1], out[2], out[3]
 
     def dump(self) -> dict:
-        """The canonical view of :func:`lobgym.market.book.dump_book` (orders as (seq, qty, owner))."""
+        """The canonical view of :func:`lobgym.market.book.lob.dump_book` (orders as (seq, qty, owner))."""
         def side_levels(side: int) -> list[tuple[int, list[tuple[int, int, int]]]]:
             return [(p, [(o.seq, o.qty, o.owner) for o in self.levels[side][p]])
                     for p in sorted(self.levels[side], reverse=side == BID)]
@@ -118,8 +118,10 @@ class ReferenceBook:
 
     # ---------------------------------------------------------------------------- operations
     def _execute(self, side: int, limit: int | None, qty: int, owner: int) -> int:
-        """Trade an aggressor of ``side`` against the other side at prices no worse than ``limit``
-        (None: any price), best price first and FIFO within a price; returns the lots executed."""
+        """Trade an aggressor of ``side`` against the other side; returns the lots executed.
+
+        At prices no worse than ``limit`` (None: any price), best price first and FIFO within a price.
+        """
         maker_side = ASK if side == BID else BID
         book = self.levels[maker_side]
         done = 0
@@ -190,7 +192,7 @@ class ReferenceBook:
 def apply_events(ref: ReferenceBook, events_row: Sequence[Sequence[int]]) -> list[int]:
     """Apply one book's events (rows ``[kind, side, price, qty, ref]``, see EV_* in book.py) in order.
 
-    Returns each event's result like :func:`lobgym.market.book.apply_events`, except that an
+    Returns each event's result like :func:`lobgym.market.book.lob.apply_events`, except that an
     EV_LIMIT gives the new order's *seq* (not ``seq * max_orders + slot``) or NO_ORDER. Cancels and
     reduces name the order created by the ``k``-th EV_LIMIT of this call (``k`` = last field); a
     ``k`` with no such EV_LIMIT yet gives 0.

@@ -1,6 +1,6 @@
 """An L3 limit-order book with price-time priority, on integer ticks and lots, for N books at once.
 
-Semantics (the slow oracle in :mod:`lobgym.market.reference_book` implements exactly these):
+Semantics (the slow oracle in :mod:`lobgym.market.book.reference` implements exactly these):
 
 * **Orders** have a side (BID or ASK), a limit price in ticks, a quantity in lots (> 0) and an
   owner (OWNER_BACKGROUND or OWNER_AGENT). Every limit order submitted to book ``i`` gets the next
@@ -113,8 +113,11 @@ _ORDER_NAMES = {"o_seq": O_SEQ, "o_side": O_SIDE, "o_price": O_PRICE, "o_qty": O
 
 
 class BookState(NamedTuple):
-    """N books. In Python, named views are available as attributes, e.g. ``book.best_bid`` (N,),
-    ``book.lvl_qty`` (N, L), ``book.o_status`` (N, M), ``book.n_resting`` (N, 2)."""
+    """N books, as four int64 arrays (see the layout above).
+
+    In Python, named views are available as attributes, e.g. ``book.best_bid`` (N,), ``book.lvl_qty``
+    (N, L), ``book.o_status`` (N, M), ``book.n_resting`` (N, 2).
+    """
 
     meta: np.ndarray  #: (N, N_META) per-book scalars (M_*)
     levels: np.ndarray  #: (N, L, 4) per-level records (LV_*)
@@ -135,14 +138,17 @@ class BookState(NamedTuple):
 
 class FillLog(NamedTuple):
     """Executions since the caller last cleared the count (capacity F per book; overflow counted).
+
     Python views: ``count``, ``overflow`` (N,) and ``maker_seq``, ``maker_owner``, ``taker_owner``,
-    ``taker_side``, ``price``, ``qty`` (N, F)."""
+    ``taker_side``, ``price``, ``qty`` (N, F).
+    """
 
     counts: np.ndarray  #: (N, 3): entries used, executions that did not fit, agent-only flag
     records: np.ndarray  #: (N, F, 6) F_* columns
 
     @property
     def count(self) -> np.ndarray:  # shadows tuple.count on purpose: the log's entry counts
+        """Entries used per book, (N,)."""
         return self.counts[:, 0]
 
     def __getattr__(self, name: str) -> np.ndarray:
@@ -167,8 +173,10 @@ def make_book(n_books: int, n_levels: int, max_orders: int) -> BookState:
 
 
 def make_fill_log(n_books: int, capacity: int, agent_only: bool = False) -> FillLog:
-    """Allocate an empty fill log with room for ``capacity`` executions per book; with
-    ``agent_only`` it records only executions with the agent on one side."""
+    """Allocate an empty fill log with room for ``capacity`` executions per book.
+
+    With ``agent_only`` it records only executions with the agent on one side.
+    """
     counts = np.zeros((n_books, 3), dtype=np.int64)
     counts[:, 2] = int(agent_only)
     return FillLog(counts=counts, records=np.zeros((n_books, capacity, 6), dtype=np.int64))
@@ -199,6 +207,7 @@ def reset_book(book, i, base_tick):
 # ------------------------------------------------------------------------------------ small helpers
 @inline
 def in_window(book, i, price):
+    """Whether ``price`` (ticks) lies in book ``i``'s window of levels."""
     j = price - book.meta[i, M_BASE]
     return 0 <= j < book.levels.shape[1]
 
@@ -217,6 +226,7 @@ def order_slot(book, i, order_id):
 
 @inline
 def order_id(book, i, slot):
+    """The id of the order in ``slot`` of book ``i``: ``seq * max_orders + slot``."""
     return book.orders[i, slot, O_SEQ] * book.orders.shape[1] + slot
 
 
@@ -542,8 +552,11 @@ def queue_ahead(book, i, oid):
 
 @kernel
 def recenter(book, i, base_tick):
-    """Move book ``i``'s window to ``[base_tick, base_tick + n_levels)``: orders leaving it are
-    parked, parked orders entering it join their level's queue in priority (seq) order."""
+    """Move book ``i``'s window to ``[base_tick, base_tick + n_levels)``.
+
+    Orders leaving it are parked; parked orders entering it join their level's queue in priority (seq)
+    order.
+    """
     n_levels = book.levels.shape[1]
     old = book.meta[i, M_BASE]
     if base_tick == old:
@@ -585,8 +598,10 @@ def recenter(book, i, base_tick):
 
 @kernel
 def keep_centered(book, i, ref_tick):
-    """Recentre book ``i``'s window on ``ref_tick`` once a best quote comes within a quarter of
-    the window of its edge (rarely: each recentring moves every level)."""
+    """Recentre book ``i``'s window on ``ref_tick`` once a best quote comes within a quarter of the window of its edge.
+
+    This happens rarely: each recentring moves every level.
+    """
     n_levels = book.levels.shape[1]
     lo = book.meta[i, M_BASE] + n_levels // 4
     hi = book.meta[i, M_BASE] + n_levels - 1 - n_levels // 4
@@ -635,8 +650,10 @@ def _insert_by_seq(book, i, slot):
 
 @kernel
 def snapshot_one(book, i, k, bid_px, bid_qty, ask_px, ask_qty):
-    """Top ``k`` price levels of each side into rows ``i`` of the (N, k) outputs (0 lots past the
-    last level, with prices continuing a tick apart)."""
+    """Top ``k`` price levels of each side into rows ``i`` of the (N, k) outputs.
+
+    Past the last level the rows hold 0 lots, with prices continuing a tick apart.
+    """
     price = book.meta[i, M_BEST_BID]
     for lvl in range(k):
         if price == NO_BID:
