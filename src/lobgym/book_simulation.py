@@ -54,8 +54,9 @@ from lobgym.rewards import reset_reward_state_one, reward_one
 from lobgym.simulation_base import PARALLEL_CHUNKS, SimulationBase, count_done
 from lobgym.spaces import find_bad_action
 
-#: A book env step is ~1000x a reduced-form one: threads pay off from a few dozen envs.
-BOOK_PARALLEL_MIN_ENVS = 32
+#: A book env step is ~1000x a reduced-form one: threads pay off from a handful of envs (measured on 2
+#: cores: 0.81x at 4 books, 1.26x at 8 - docs/performance.md).
+BOOK_PARALLEL_MIN_ENVS = 8
 
 
 def _delay(d: Delay) -> tuple[int, float, float]:

@@ -284,6 +284,42 @@ def report(
     console.print(f"wrote {path}", highlight=False)
 
 
+def _batch_sizes(option: str, text: str) -> tuple[int, ...]:
+    """Comma-separated batch sizes, or a clear error naming the option."""
+    try:
+        sizes = tuple(int(x) for x in text.split(","))
+        if any(n < 1 for n in sizes):
+            raise ValueError
+    except ValueError:
+        _fail(f"{option} = {text!r}: expected comma-separated integers >= 1, e.g. 1,100,1000")
+    return sizes
+
+
+def _bench_crossover(env: str, sizes: tuple[int, ...], seconds: float, json_out: Path | None) -> None:
+    """``lobgym bench --crossover``: serial against threaded kernels per batch size, as a table (and JSON)."""
+    from lobgym.config import load_env_config
+    from lobgym.io import write_json_atomic
+    from lobgym.provenance import provenance
+    from lobgym.tools.bench import bench_crossover
+
+    try:
+        cfg = load_env_config(env)
+        record = provenance()
+        rows = bench_crossover(cfg, sizes, seconds)
+    except (ConfigError, ValueError) as err:
+        _fail(str(err))
+    table = Table(title=f"lobgym bench --crossover: env {cfg.name}, {rows[0]['threads']} numba threads")
+    for col in ("N envs", "serial env-steps/s", "threaded env-steps/s", "threaded / serial", "lobgym picks"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(f"{r['n_envs']:,}", f"{r['serial_steps_per_s']:,.0f}", f"{r['threaded_steps_per_s']:,.0f}",
+                      f"{r['threaded_over_serial']:.2f}x", r["lobgym_picks"])
+    console.print(table)
+    if json_out is not None:
+        write_json_atomic(json_out, {"env": cfg.name, "crossover": rows} | record)
+        console.print(f"wrote {json_out}")
+
+
 @app.command()
 def bench(
     env: Annotated[str, typer.Option(help="env preset name or YAML path")] = "as2008",
@@ -296,6 +332,8 @@ def bench(
     train: Annotated[list[str] | None, typer.Option(help="also time training with this preset (repeat: "
                                                          "--train ppo --train sac) and the env's share of it")] = None,
     train_timesteps: Annotated[int, typer.Option(min=1, help="timesteps per training measurement")] = 50_000,
+    crossover: Annotated[str | None, typer.Option(help="instead: serial against threaded kernels of --env at these "
+                                                       "comma-separated batch sizes (where threads pay)")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the results as JSON here")] = None,
     all_: Annotated[bool, typer.Option("--all", help="run the benchmark spec (--spec) instead: every market, N, "
                                                      "book events/s, memory, training; writes a report")] = False,
@@ -311,27 +349,28 @@ def bench(
     if all_:
         _bench_all(spec, out)
         return
-    try:
-        sizes = tuple(int(x) for x in n_envs.split(","))
-        if any(n < 1 for n in sizes):
-            raise ValueError
-    except ValueError:
-        _fail(f"--n-envs = {n_envs!r}: expected comma-separated integers >= 1, e.g. 1,100,1000")
+    if crossover is not None:
+        _bench_crossover(env, _batch_sizes("--crossover", crossover), seconds, json_out)
+        return
+    sizes = _batch_sizes("--n-envs", n_envs)
     try:
         result = run(env, sizes, seconds, startup, book, tuple(train or ()), train_timesteps, progress=True,
                      gym_vector=gym_vector)
     except (ConfigError, ValueError) as err:
         _fail(str(err))
     table = Table(title=f"lobgym bench: env {result['env']}, {result['threads']} numba threads")
-    for col in ("what", "N envs", "env-steps/s", "bare loop steps/s", "ratio to bare"):
+    for col in ("what", "N envs", "env-steps/s", "bare loop steps/s", "ratio to bare", "minimal kernel steps/s",
+                "ratio to minimal"):
         table.add_column(col, justify="left" if col == "what" else "right")
     for row in result["rows"]:
         bare, ratio = row["bare_steps_per_s"], row["ratio_to_bare"]
+        limit, limit_ratio = row.get("limit_steps_per_s"), row.get("ratio_to_limit")
         what = row["what"]
         if row.get("events_per_step"):
             what += f" ({row['steps_per_s'] * row['events_per_step']:,.0f} book events/s)"
         table.add_row(what, str(row["n_envs"]), f"{row['steps_per_s']:,.0f}",
-                      f"{bare:,.0f}" if bare else "-", f"{ratio:.0%}" if ratio else "-")
+                      f"{bare:,.0f}" if bare else "-", f"{ratio:.0%}" if ratio else "-",
+                      f"{limit:,.0f}" if limit else "-", f"{limit_ratio:.2f}x" if limit_ratio else "-")
     console.print(table)
     for r in result.get("gym_vector", []):
         sync = f", {r['make_vec_over_sync']:,.1f}x the SyncVectorEnv" if r["make_vec_over_sync"] else ""

@@ -46,8 +46,10 @@ from lobgym.spaces import (
 
 announce_compiles()  # a cold numba cache says so instead of compiling for a silent minute
 
-#: Batches at least this large use the multi-core kernel (below it, thread start-up costs more).
-PARALLEL_MIN_ENVS = 4096
+#: Batches at least this large use the multi-core kernel (below it, handing the envs to the threads
+#: costs more than it saves): the crossover measured on 2 cores lies between 768 (0.88x) and 896 envs
+#: (1.12x) - docs/performance.md.
+PARALLEL_MIN_ENVS = 896
 
 
 def market_params(cfg: EnvConfig) -> ReducedFormParams:

@@ -10,7 +10,17 @@ import yaml
 from helpers import run_lobgym, short_cst2010
 
 from lobgym.config import ConfigError
-from lobgym.tools.bench import BenchSpec, bench_book_env, bench_book_flow, load_bench_spec, run_spec
+from lobgym.tools.bench import (
+    BenchSpec,
+    _minimal_parallel,
+    _minimal_serial,
+    bench_batched,
+    bench_book_env,
+    bench_book_flow,
+    bench_crossover,
+    load_bench_spec,
+    run_spec,
+)
 
 
 @pytest.mark.slow
@@ -32,6 +42,57 @@ def test_book_env_row_counts_background_events_per_step():
     # with a 30-second warm-up that the row counts, so ~38 * (20 + 30) / 20 per step
     assert 30 * 50 / 20 < row.events_per_step < 50 * 50 / 20
     assert row.steps_per_s > 0 and row.bare_steps_per_s > row.steps_per_s
+
+
+# ------------------------------------------------------------------------ the limit row and threads
+@pytest.mark.parametrize("kernel", [_minimal_serial, _minimal_parallel], ids=["serial", "threaded"])
+def test_minimal_kernel_is_the_same_market_with_the_same_draws(kernel):
+    """The limit row simulates what the env does: quoting the same depths, mid, cash and inventory agree."""
+    import numpy as np
+
+    import lobgym
+    from lobgym.config import load_env_config
+    from lobgym.market.rng import make_rng, seed_rng
+    from lobgym.simulation import market_params
+
+    n, steps = 40, 150  # under as2008's 200-step horizon: no reset in either
+    cfg = load_env_config("as2008")
+    venv = lobgym.make_vec_env(cfg, n_envs=n, seed=0)
+    venv.reset()
+    actions = np.full((n, venv.sim.action_dim), -0.5, dtype=np.float32)
+    for _ in range(steps):
+        venv.step(actions)
+    depth = float(venv.sim.outcome.bid_depth[0])
+    p = market_params(cfg)
+    rng = make_rng(n)
+    seed_rng(rng, np.arange(n, dtype=np.uint64))
+    mid, cash = np.full(n, p.s0), np.zeros(n)
+    inventory, step = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    for _ in range(steps):
+        kernel(rng, p, depth, depth, mid, cash, inventory, step)
+    state = venv.sim.state
+    assert (step == steps).all() and np.abs(inventory).max() > 0  # it traded
+    np.testing.assert_array_equal(mid, state.mid)
+    np.testing.assert_array_equal(inventory, state.inventory)
+    np.testing.assert_array_equal(cash, state.cash)
+
+
+def test_batched_row_reports_the_minimal_kernel_at_the_same_size():
+    from lobgym.config import load_env_config
+
+    (row,) = bench_batched(load_env_config("as2008"), n_envs=8, min_seconds=0.01)
+    assert row.limit_steps_per_s > 0 and row.limit_ratio == row.steps_per_s / row.limit_steps_per_s
+
+
+def test_crossover_measures_both_kernels_and_says_which_lobgym_picks():
+    from lobgym.config import load_env_config
+    from lobgym.simulation import PARALLEL_MIN_ENVS
+
+    rows = bench_crossover(load_env_config("as2008"), (4, PARALLEL_MIN_ENVS), min_seconds=0.01)
+    assert [r["lobgym_picks"] for r in rows] == ["serial", "threaded"]
+    for r in rows:
+        assert r["serial_steps_per_s"] > 0 and r["threaded_steps_per_s"] > 0
+        assert r["threaded_over_serial"] == r["threaded_steps_per_s"] / r["serial_steps_per_s"]
 
 
 # ------------------------------------------------------------------------- the benchmark spec (--all)

@@ -12,11 +12,15 @@ import os
 import types
 from pathlib import Path
 
-# OpenMP threads that wait passively. numba's default threading layer here is OpenMP, whose workers
-# otherwise spin after every threaded kernel, taking the CPU from the trainer's torch thread between
-# env steps: PPO on 1,000 book envs trained 4-6x slower on 2 cores (lobgym bench --train). Set
-# before numba (or torch) loads the OpenMP runtime; a value the user set is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# How long OpenMP workers spin before sleeping after a threaded kernel. numba's threading layer here
+# is OpenMP (GNU libgomp). Sleeping at once (OMP_WAIT_POLICY=PASSIVE) costs ~50 us to wake the workers
+# at every step - more than a whole step of 1,000 reduced-form envs (threads then lost to one core below
+# 4,096 envs); libgomp's default spins ~5 ms, which takes a core from whatever runs between steps on a
+# busy machine. 10,000 spins (~0.2 ms here) keep back-to-back steps hot and free the core soon after.
+# Measured with lobgym bench and PPO on 1,000 book envs (docs/performance.md). Set before numba (or
+# torch) loads the OpenMP runtime; a value the user set (either variable) is kept.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import numba  # noqa: E402  (after the OpenMP setting above)
 

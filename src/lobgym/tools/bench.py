@@ -41,10 +41,12 @@ from lobgym.config_base import Strict
 from lobgym.io import write_atomic, write_json_atomic, write_text_atomic
 from lobgym.market._jit import kernel, parallel_kernel
 from lobgym.market.constants import NOISE_BINOMIAL, STREAM_FILLS, STREAM_MARKET
+from lobgym.market.reduced_form.model import advance_mid, ask_price, bid_price, fill_events
 from lobgym.market.rng import make_rng, normal, poisson_from_uniform, seed_rng, uniform
 from lobgym.progress import ProgressLines, bar, is_terminal
 from lobgym.provenance import machine, provenance
 from lobgym.simulation import PARALLEL_MIN_ENVS, market_params
+from lobgym.simulation_base import PARALLEL_CHUNKS
 
 
 def _bare(rng, p, acc):
@@ -64,6 +66,60 @@ _bare_serial = kernel(_bare)
 _bare_parallel = parallel_kernel(_bare)
 
 
+# The limit row: the same reduced-form market in a minimal kernel - the engine's own draws and formulas
+# (quote prices, fills, mid move), cash, inventory and the horizon's reset, and nothing else (no action
+# decoding, inventory limit, reward terms, observation, statistics, infos or Python around the call).
+# What the env reaches of it is what the framework costs.
+@kernel
+def _minimal_range(lo, hi, rng, p, bid_depth, ask_depth, mid, cash, inventory, step):
+    for i in range(lo, hi):
+        m = mid[i]
+        bid = bid_price(m, bid_depth, p.tick_size)
+        ask = ask_price(m, ask_depth, p.tick_size)
+        u_bid = uniform(rng, i, STREAM_FILLS)
+        u_ask = uniform(rng, i, STREAM_FILLS)
+        bought = fill_events(u_bid, m - bid if p.tick_size > 0.0 else bid_depth, p)
+        sold = fill_events(u_ask, ask - m if p.tick_size > 0.0 else ask_depth, p)
+        cash[i] += sold * ask - bought * bid
+        inventory[i] += bought - sold
+        mid[i] = advance_mid(m, p, rng, i)
+        step[i] += 1
+        if step[i] >= p.n_steps:
+            step[i] = 0
+            mid[i] = p.s0
+            cash[i] = 0.0
+            inventory[i] = 0
+
+
+def _minimal(rng, p, bid_depth, ask_depth, mid, cash, inventory, step):
+    _minimal_range(0, mid.shape[0], rng, p, bid_depth, ask_depth, mid, cash, inventory, step)
+
+
+def _minimal_chunked(rng, p, bid_depth, ask_depth, mid, cash, inventory, step):
+    n = mid.shape[0]
+    chunks = min(n, PARALLEL_CHUNKS)
+    for c in numba.prange(chunks):  # writes nothing itself: each chunk's kernel does
+        _minimal_range(c * n // chunks, (c + 1) * n // chunks, rng, p, bid_depth, ask_depth, mid, cash, inventory,
+                       step)
+
+
+_minimal_serial = kernel(_minimal)
+_minimal_parallel = parallel_kernel(_minimal_chunked)
+
+
+def minimal_kernel_rate(cfg: EnvConfig, n_envs: int, bid_depth: float, ask_depth: float, parallel: bool,
+                        min_seconds: float) -> float:
+    """Env-steps/s of the minimal kernel of ``cfg``'s market (the limit row) quoting fixed depths."""
+    p = market_params(cfg)
+    rng = make_rng(n_envs)
+    seed_rng(rng, np.arange(n_envs, dtype=np.uint64))
+    mid, cash = np.full(n_envs, p.s0), np.zeros(n_envs)
+    inventory, step = np.zeros(n_envs, dtype=np.int64), np.zeros(n_envs, dtype=np.int64)
+    fn = _minimal_parallel if parallel else _minimal_serial
+    return _rate(lambda: fn(rng, p, float(bid_depth), float(ask_depth), mid, cash, inventory, step), n_envs,
+                 min_seconds)
+
+
 @dataclass
 class BenchRow:
     """One measurement: ``steps_per_s`` env-steps per second (N envs x steps / wall time)."""
@@ -75,6 +131,12 @@ class BenchRow:
     events_per_step: float | None = None  #: order-book envs: background events per env step
     memory_bytes: int | None = None  #: bytes of the simulation's per-env arrays, all N envs (see sim_memory)
     threads: int = 1  #: threads the env's (and the bare loop's) kernels run on: numba's when parallel
+    limit_steps_per_s: float | None = None  #: the minimal kernel of the same market, N and threads
+
+    @property
+    def limit_ratio(self) -> float | None:
+        """The env's speed over the minimal kernel's, ``None`` without one."""
+        return self.steps_per_s / self.limit_steps_per_s if self.limit_steps_per_s else None
 
     @property
     def ratio(self) -> float | None:
@@ -120,7 +182,11 @@ def bench_single(cfg: EnvConfig, min_seconds: float) -> BenchRow:
 
 
 def bench_batched(cfg: EnvConfig, n_envs: int, min_seconds: float) -> list[BenchRow]:
-    """``MarketMakingVecEnv.step`` (SB3 API) and the bare loop, for ``n_envs`` envs."""
+    """``MarketMakingVecEnv.step`` (SB3 API) for ``n_envs`` envs, with the bare loop and the minimal kernel.
+
+    The minimal kernel (:func:`minimal_kernel_rate`) quotes the depths the env's zero action decodes to, on
+    as many threads as the env uses.
+    """
     from lobgym.vec_env import make_vec_env
 
     venv = make_vec_env(cfg, n_envs=n_envs, seed=0)
@@ -130,19 +196,46 @@ def bench_batched(cfg: EnvConfig, n_envs: int, min_seconds: float) -> list[Bench
     def vec_step():
         venv.step(actions)
 
+    parallel = venv.sim.parallel
     rng = make_rng(n_envs)
     seed_rng(rng, np.arange(n_envs, dtype=np.uint64))
     acc = np.zeros(n_envs)
     p = market_params(cfg)
-    bare_kernel = _bare_parallel if n_envs >= PARALLEL_MIN_ENVS else _bare_serial
+    bare_kernel = _bare_parallel if parallel else _bare_serial
 
     def bare_step():
         bare_kernel(rng, p, acc)
 
     bare = _rate(bare_step, n_envs, min_seconds)
-    return [BenchRow("batched VecEnv.step (SB3 API)", n_envs, _rate(vec_step, n_envs, min_seconds), bare,
-                     memory_bytes=sim_memory(venv.sim)[0],
-                     threads=numba.get_num_threads() if n_envs >= PARALLEL_MIN_ENVS else 1)]
+    env_rate = _rate(vec_step, n_envs, min_seconds)
+    out = venv.sim.outcome  # the depths the zero action quotes (NaN: that side does not quote)
+    depths = [float(d) if np.isfinite(d) else np.inf for d in (out.bid_depth[0], out.ask_depth[0])]
+    limit = minimal_kernel_rate(cfg, n_envs, *depths, parallel=parallel, min_seconds=min_seconds)
+    return [BenchRow("batched VecEnv.step (SB3 API)", n_envs, env_rate, bare, memory_bytes=sim_memory(venv.sim)[0],
+                     threads=numba.get_num_threads() if parallel else 1, limit_steps_per_s=limit)]
+
+
+def bench_crossover(cfg: AnyEnvConfig, sizes: tuple[int, ...], min_seconds: float) -> list[dict]:
+    """Serial against threaded kernels of ``cfg``'s env, per batch size: where threads start to pay.
+
+    Each row: ``n_envs``, the SB3 ``VecEnv.step`` env-steps/s with each kernel, their ratio, and which one
+    lobgym picks at that size (the market kind's ``parallel_min_envs``).
+    """
+    from lobgym.vec_env import make_vec_env
+
+    rows = []
+    for n in sizes:
+        rates = {}
+        for parallel in (False, True):
+            venv = make_vec_env(cfg, n_envs=n, seed=0, parallel=parallel)
+            venv.reset()
+            actions = np.zeros((n, venv.sim.action_dim), dtype=np.float32)
+            rates[parallel] = _rate(lambda v=venv, a=actions: v.step(a), n, min_seconds)
+            picks = n >= venv.sim.parallel_min_envs
+        rows.append({"n_envs": n, "serial_steps_per_s": rates[False], "threaded_steps_per_s": rates[True],
+                     "threaded_over_serial": rates[True] / rates[False], "lobgym_picks": "threaded" if picks
+                     else "serial", "threads": numba.get_num_threads()})
+    return rows
 
 
 def _bare_flow(rng, n_events, acc):
@@ -432,7 +525,7 @@ def run(env: str = "as2008", n_envs: tuple[int, ...] = (1, 100, 1000, 10000), mi
         result = {
             "env": cfg.name,
             "threads": numba.get_num_threads(),
-            "rows": [asdict(r) | {"ratio_to_bare": r.ratio} for r in rows],
+            "rows": [asdict(r) | {"ratio_to_bare": r.ratio, "ratio_to_limit": r.limit_ratio} for r in rows],
             "gym_vector": ratios,
         }
         if startup:
@@ -594,7 +687,7 @@ def load_bench_spec(spec: str | Path | dict | BenchSpec) -> BenchSpec:
 
 
 def _row(market: str, env: str, r: BenchRow, memory: bool) -> dict[str, Any]:
-    row = {"market": market, "env": env} | asdict(r) | {"ratio_to_bare": r.ratio}
+    row = {"market": market, "env": env} | asdict(r) | {"ratio_to_bare": r.ratio, "ratio_to_limit": r.limit_ratio}
     row["events_per_s"] = r.steps_per_s * r.events_per_step if r.events_per_step is not None else None
     if memory and r.memory_bytes is not None:
         row["memory_bytes_per_env"] = r.memory_bytes / r.n_envs
