@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -282,6 +283,42 @@ def report(
     except (ConfigError, ValueError, FileNotFoundError) as err:
         _fail(str(err))
     console.print(f"wrote {path}", highlight=False)
+
+
+@app.command()
+def warmup(
+    presets: Annotated[list[str] | None, typer.Argument(help="env presets or YAML paths",
+                                                        show_default="every shipped env preset")] = None,
+    threads: Annotated[bool, typer.Option(help="also the threaded kernels (batches at or above the kind's "
+                                               "threshold)")] = True,
+) -> None:
+    """Compile the kernels of env presets into numba's cache ahead of time (e.g. in a Docker build)."""
+    from lobgym.presets import list_presets
+    from lobgym.tools.warmup import warm
+
+    names = presets or list(list_presets("envs"))
+    table = Table(title="lobgym warmup: seconds to compile (or load from the cache)")
+    for col in ("preset", "market", "serial (N = 1, evaluation, small batches)", "threaded"):
+        table.add_column(col, justify="left" if col in ("preset", "market") else "right")
+    total = time.perf_counter()
+    for name in names:
+        console.print(f"warming {name} ...", highlight=False)
+        try:
+            w = warm(name, threads)
+        except (ConfigError, ValueError) as err:
+            _fail(str(err))
+        threaded = "-" if w.threaded_seconds is None else f"{w.threaded_seconds:.1f} (N >= {w.threaded_min_envs})"
+        table.add_row(w.preset, w.kind, f"{w.serial_seconds:.1f}", threaded)
+    console.print(table)
+    console.print(f"total {time.perf_counter() - total:.1f} s; numba cache: {_numba_cache_dir()}", highlight=False)
+
+
+def _numba_cache_dir() -> str:
+    import os
+
+    from numba.core.config import CACHE_DIR
+
+    return CACHE_DIR or os.environ.get("NUMBA_CACHE_DIR") or "next to the package's sources (__pycache__)"
 
 
 def _batch_sizes(option: str, text: str) -> tuple[int, ...]:

@@ -66,14 +66,11 @@ def test_a_new_flow_model_touches_three_source_files(tmp_path):
     pkg = _copy_package(tmp_path)
     # 1. the model's own file: its code, builder and kernel
     shutil.copy(HERE / "flow_model" / "touch.py", pkg / "market" / "book" / "flow" / "touch.py")
-    # 2. its branch in the dispatch
+    # 2. its line in the dispatch's table of models
     dispatch = pkg / "market" / "book" / "flow" / "dispatch.py"
-    _insert(dispatch, "from lobgym.market.book.flow.queue_reactive import",
-            "from lobgym.market.book.flow.touch import FLOW_TOUCH, _advance_touch\n")
-    _insert(dispatch, "    if p.model == FLOW_QUEUE_REACTIVE:\n",
-            "    if p.model == FLOW_TOUCH:\n"
-            "        return _advance_touch(book, i, flow, p, rng, fills, t_end, agent_bid_lots > 0,\n"
-            "                              agent_ask_lots > 0)\n")
+    _insert(dispatch, "from lobgym.market.book.lob import",
+            "from lobgym.market.book.flow.touch import TouchParams, _advance_touch\n")
+    _insert(dispatch, "QueueReactiveParams: _advance_qr", ", TouchParams: _advance_touch", after=True)
     # 3. its config model, in the union of flow configs
     config = pkg / "flow_config.py"
     _insert(config, "#: A flow config, dispatched on its ``model`` key.", textwrap.dedent('''\

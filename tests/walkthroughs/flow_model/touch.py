@@ -34,10 +34,16 @@ X_LAM = 0  #: offset in FlowParams.extra of the limit-order rate per side
 X_MU = 1  #: offset of the market-order rate per side
 
 
-def touch_params(lam: float, mu: float, size: int = 1) -> FlowParams:
+class TouchParams(FlowParams):
+    """:class:`FlowParams` of the touch flow (its own type: the dispatch picks the kernel by it)."""
+
+    __slots__ = ()
+
+
+def touch_params(lam: float, mu: float, size: int = 1) -> TouchParams:
     """The touch flow's parameters: ``lam`` limit orders and ``mu`` market orders per second per side."""
     extra = np.array([float(_rates("lam", lam)), float(_rates("mu", mu))])
-    return FlowParams(**(_placeholders() | {"model": FLOW_TOUCH, "size": _size(size), "extra": extra}))
+    return TouchParams(**(_placeholders() | {"model": FLOW_TOUCH, "size": _size(size), "extra": extra}))
 
 
 @kernel

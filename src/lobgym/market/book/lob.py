@@ -40,10 +40,16 @@ from typing import NamedTuple
 import numpy as np
 
 from lobgym.market._jit import inline, kernel
-from lobgym.market.constants import ASK, BID
+from lobgym.market.constants import ASK as _ASK_CODE
+from lobgym.market.constants import BID as _BID_CODE
 
-OWNER_BACKGROUND = 0  #: an order of the simulated market
-OWNER_AGENT = 1  #: an order of the agent
+# Sides as int64 values: numba types a plain int global passed to a compiled function as a literal and
+# compiles that function once per side (lobgym warmup / cold starts pay for every copy).
+BID = np.int64(_BID_CODE)
+ASK = np.int64(_ASK_CODE)
+
+OWNER_BACKGROUND = np.int64(0)  #: an order of the simulated market (int64, like the sides: one build per kernel)
+OWNER_AGENT = np.int64(1)  #: an order of the agent
 
 NO_ORDER = -1  #: id returned when nothing rests (fully executed or rejected)
 NO_SLOT = -1  #: end of a linked list

@@ -66,8 +66,15 @@ from lobgym.market.book.lob import (
     queue_ahead,
     reduce,
 )
-from lobgym.market.constants import ASK, BID, STREAM_FILLS, STREAM_MARKET
+from lobgym.market.constants import ASK as _ASK_CODE
+from lobgym.market.constants import BID as _BID_CODE
+from lobgym.market.constants import STREAM_FILLS, STREAM_MARKET
 from lobgym.market.rng import uniform
+
+# Sides as int64 values: numba types a plain int global passed to a compiled function as a literal and
+# compiles that function once per side (lobgym warmup / cold starts pay for every copy).
+BID = np.int64(_BID_CODE)
+ASK = np.int64(_ASK_CODE)
 
 DELAY_CONSTANT = 0
 DELAY_UNIFORM = 1
@@ -645,7 +652,7 @@ def book_reset_one(i, st, stats, p, rng):
     while t < p.warmup:  # in steps of dt, recentring the window as the price wanders
         t = min(t + p.dt, p.warmup)
         keep_centered(book, i, (st.flow.last_bid[i] + st.flow.last_ask[i]) // 2)
-        warmup_events += advance_one(book, i, st.flow, p.flow, rng, st.fills, t, 0, 0)
+        warmup_events += advance_one(book, i, st.flow, p.flow, rng, st.fills, t, np.int64(0), np.int64(0))
     stats.warmup_events[i] = warmup_events
     st.fills.counts[i, 0] = 0
     st.fills.counts[i, 1] = 0

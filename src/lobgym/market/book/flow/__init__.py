@@ -60,14 +60,21 @@ from lobgym.market.book.flow.common import (
     FlowState,
     make_flow_state,
 )
-from lobgym.market.book.flow.cst import CST2010, FLOW_CST, cst_params, cst_params_from_rates
+from lobgym.market.book.flow.cst import CST2010, FLOW_CST, CSTParams, cst_params, cst_params_from_rates
 from lobgym.market.book.flow.dispatch import advance, advance_one, advance_one_ids, seed_book
-from lobgym.market.book.flow.hawkes import FLOW_HAWKES, hawkes_mean_rates, hawkes_params, hawkes_spectral_radius
+from lobgym.market.book.flow.hawkes import (
+    FLOW_HAWKES,
+    HawkesParams,
+    hawkes_mean_rates,
+    hawkes_params,
+    hawkes_spectral_radius,
+)
 from lobgym.market.book.flow.informed import with_informed
-from lobgym.market.book.flow.queue_reactive import FLOW_QUEUE_REACTIVE, queue_reactive_params
+from lobgym.market.book.flow.queue_reactive import FLOW_QUEUE_REACTIVE, QueueReactiveParams, queue_reactive_params
 
 __all__ = [
     "CST2010",
+    "CSTParams",
     "EVENT_CANCEL_ASK",
     "EVENT_CANCEL_BID",
     "EVENT_LIMIT_ASK",
@@ -79,8 +86,10 @@ __all__ = [
     "FLOW_QUEUE_REACTIVE",
     "FlowParams",
     "FlowState",
+    "HawkesParams",
     "N_EVENT_TYPES",
     "N_TAPE_COLUMNS",
+    "QueueReactiveParams",
     "TAPE_EVENT",
     "TAPE_PRICE",
     "TAPE_QTY",

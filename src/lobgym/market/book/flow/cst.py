@@ -54,6 +54,12 @@ from lobgym.market.rng import uniform
 
 FLOW_CST = 0  #: FlowParams.model of the Cont, Stoikov & Talreja (2010) zero-intelligence flow
 
+
+class CSTParams(FlowParams):
+    """:class:`FlowParams` of the CST (2010) flow: its own type, so that kernels compile only the model in use."""
+
+    __slots__ = ()
+
 #: The calibration of Cont, Stoikov & Talreja (2010), Table 2: limit arrival rates at distance
 #: 1..5 from the opposite best, k / d**alpha beyond; cancellation rates per order at 1..5 (the
 #: last one used further out); market order rate. Rates per second, orders of one unit.
@@ -67,7 +73,7 @@ def cst_params_from_rates(lam, theta, mu, size: int = 1) -> FlowParams:
     if lam.ndim != 2 or lam.shape[0] != 2 or lam.shape[1] < 1:
         raise ValueError(f"lam: shape {lam.shape}; must be (2, D) with D >= 1")
     theta = _rates("theta", theta, (2, lam.shape[1] + 1))
-    return FlowParams(**(_placeholders() | {
+    return CSTParams(**(_placeholders() | {
         "model": FLOW_CST, "size": _size(size), "lam": lam, "lam_cum": np.ascontiguousarray(np.cumsum(lam, axis=1)),
         "theta": theta, "mu": _rates("mu", mu, (2,))}))
 

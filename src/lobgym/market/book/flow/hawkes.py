@@ -59,6 +59,12 @@ from lobgym.market.rng import uniform
 FLOW_HAWKES = 1  #: FlowParams.model of the multivariate exponential-kernel Hawkes flow
 
 
+class HawkesParams(FlowParams):
+    """:class:`FlowParams` of the Hawkes flow: its own type, so that kernels compile only the model in use."""
+
+    __slots__ = ()
+
+
 def hawkes_spectral_radius(alpha, beta) -> float:
     """Spectral radius of the branching matrix ``alpha[e, j] / beta[e]`` (``beta`` scalar or (6,))."""
     a = np.asarray(alpha, dtype=np.float64)
@@ -113,7 +119,7 @@ def hawkes_params(baseline, alpha, beta, lam_table, theta_table, levels: int, k:
     if lam.sum() <= 0:
         raise ValueError(f"lam = {lam.tolist()}: the distance profile needs a positive weight")
     lam2 = np.stack([lam, lam])
-    return FlowParams(**(_placeholders() | {
+    return HawkesParams(**(_placeholders() | {
         "model": FLOW_HAWKES, "size": _size(size), "lam": lam2,
         "lam_cum": np.ascontiguousarray(np.cumsum(lam2, axis=1)), "theta": np.stack([theta, theta]),
         "hawkes_baseline": base, "hawkes_alpha": a,

@@ -53,6 +53,12 @@ from lobgym.market.rng import uniform
 FLOW_QUEUE_REACTIVE = 2  #: FlowParams.model of the Huang, Lehalle & Rosenbaum (2015) queue-reactive flow
 
 
+class QueueReactiveParams(FlowParams):
+    """:class:`FlowParams` of the queue-reactive flow: its own type, so that kernels compile only the model in use."""
+
+    __slots__ = ()
+
+
 def _per_side(name: str, value, rank: int) -> np.ndarray:
     """Rates given once for both sides (rank ``rank``) or per side (rank + 1, leading axis 2)."""
     a = _rates(name, value)
@@ -86,7 +92,7 @@ def queue_reactive_params(insert, cancel, market, inside=0.0, far_cancel=0.0, si
                          "(levels K x queue sizes 0..Q)")
     can[:, :, 0] = 0.0  # an empty queue has nothing to cancel or to trade against
     mkt[:, 0] = 0.0
-    return FlowParams(**(_placeholders() | {
+    return QueueReactiveParams(**(_placeholders() | {
         "model": FLOW_QUEUE_REACTIVE, "size": _size(size), "qr_insert": ins, "qr_cancel": can, "qr_market": mkt,
         "qr_inside": _per_side("inside", inside, 0), "qr_far_cancel": _per_side("far_cancel", far_cancel, 0)}))
 
