@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import time
 
 import numpy as np
 
@@ -36,6 +35,7 @@ from lobgym.market.book.lob import keep_centered
 from lobgym.market.book.step import _observe, _run_flow
 from lobgym.rewards import reward_one
 from lobgym.simulation_base import bind_entry_point
+from lobgym.tools.bench import _rate
 
 
 @kernel
@@ -74,23 +74,8 @@ def _bound(kernel, *args):
 
 
 def _seconds(fn, min_seconds: float) -> float:
-    """Seconds per call of ``fn``, best of three timed runs of at least ``min_seconds / 3``."""
-    fn()
-    calls = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        if time.perf_counter() - t0 >= min_seconds / 3:
-            break
-        calls *= 2
-    best = np.inf
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / calls)
-    return best
+    """Seconds per call of ``fn``: best of three timed runs, as every ``lobgym bench`` figure."""
+    return 1.0 / _rate(fn, 1, min_seconds)
 
 
 def profile(env: str, n: int, min_seconds: float) -> dict:
