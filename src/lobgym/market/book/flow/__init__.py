@@ -1,8 +1,9 @@
 """Background order flow on the L3 book, simulated exactly in event time.
 
-Three models share one kernel signature (:func:`advance_one`) and one parameter type
-(:class:`FlowParams`); ``FlowParams.model`` (an int, chosen once when the env is built) selects the
-branch. Prices are in ticks, sizes in lots; every background order is ``size`` lots.
+Three models share one kernel signature (:func:`advance_one`) and one parameter layout
+(:class:`FlowParams`), each model with its own subclass of it (:class:`CSTParams`, ...): the dispatch
+picks the model's kernel by that type when numba compiles the caller, so a simulation compiles only the
+model it runs. Prices are in ticks, sizes in lots; every background order is ``size`` lots.
 
 **Event types** (columns of ``FlowState.events`` and codes on the tape): ``EVENT_LIMIT_BID``,
 ``EVENT_LIMIT_ASK``, ``EVENT_MARKET_BUY`` (hits the asks), ``EVENT_MARKET_SELL``,
@@ -22,9 +23,9 @@ branch. Prices are in ticks, sizes in lots; every background order is ``size`` l
   latent fundamental price that jumps, towards which market-order direction is tilted.
 
 **Layout.** :mod:`~lobgym.market.book.flow.common` holds the types, the codes and the kernel helpers
-every model uses; each model's module holds its builder and its ``_advance_<model>`` kernel;
-:mod:`~lobgym.market.book.flow.dispatch` holds the drivers (:func:`advance_one`, :func:`advance_one_ids`,
-:func:`advance`, :func:`seed_book`) that branch on ``FlowParams.model``. Imports go one way:
+every model uses; each model's module holds its code, its parameter type, its builder and its
+``_advance_<model>`` kernel; :mod:`~lobgym.market.book.flow.dispatch` holds the table of models and the
+drivers (:func:`advance_one`, :func:`advance_one_ids`, :func:`advance`, :func:`seed_book`). Imports go one way:
 ``common <- informed <- cst, hawkes, queue_reactive <- dispatch <- this package``, which re-exports
 every public name (``from lobgym.market.book import flow as F; F.cst_params(...)``).
 

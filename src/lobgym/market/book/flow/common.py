@@ -1,6 +1,6 @@
 """What every flow model shares: the parameter and state types, the codes, and the kernel helpers.
 
-:class:`FlowParams` (one type for every model, so that one compiled kernel serves all of them),
+:class:`FlowParams` (one layout for every model; each model subclasses it, see ``dispatch.MODELS``),
 :class:`FlowState` and :func:`make_flow_state`; the ``EVENT_*`` event codes
 and ``TAPE_*`` tape columns; the builders' validation helpers (``_rates``, ``_size``,
 ``_placeholders``, ``_profiles``); and the kernel helpers the models' next-event loops call: book
@@ -68,13 +68,13 @@ N_TAPE_COLUMNS = 4
 
 
 class FlowParams(NamedTuple):
-    """Parameters of every flow model.
+    """Parameters of every flow model: one layout, subclassed once per model (:class:`~.cst.CSTParams`, ...).
 
-    ``model`` says which fields are read (the others are tiny placeholders of fixed rank, so that one compiled kernel
-    serves all models).
+    ``model`` says which fields are read (the others are tiny placeholders of fixed rank); the subclass is what
+    the dispatch compiles the model's kernel for.
     """
 
-    model: int  #: the model's code (``FLOW_*``, defined in the model's module), which advance_one branches on
+    model: int  #: the model's code (``FLOW_*``, defined in the model's module)
     size: int  #: lots per background order
     lam: np.ndarray  #: (2, D) CST: limit rate at distance 1..D from the opposite best; Hawkes: distance profile
     lam_cum: np.ndarray  #: (2, D) cumulative sums of lam, for sampling the distance
