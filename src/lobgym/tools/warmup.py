@@ -1,12 +1,12 @@
 """Fill numba's on-disk cache ahead of time: ``lobgym warmup [PRESETS]``.
 
-The first use of an env compiles its kernels (seconds for the reduced-form market, a minute or more for
-the order book on 2 cores); later processes load them from the cache in well under a second. Warming up
+The first use of an env compiles its kernels (seconds for the reduced-form market, about 40 s for the
+order book on 2 cores); later processes load them from the cache in well under a second. Warming up
 compiles, per env preset, exactly what using it compiles: the serial step and reset that a single env,
 evaluation and batches below the kind's threshold run, and (``threads``) the threaded ones that batches
-at or above it run. Kernels specialise on the config's types, not its values, so one preset of a market
-kind warms every config of that kind whose settings take the same types. Run it in a Docker build or a
-CI step to move the compile out of the first experiment.
+at or above it run. Kernels specialise on the config's types, not its values: presets that differ only
+in values share them (``cj2015`` after ``as2008`` costs nothing), while each flow model of the book
+has its own. Run it in a Docker build or a CI step to move the compile out of the first experiment.
 """
 
 from __future__ import annotations
