@@ -133,12 +133,14 @@ def _step_all(st, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf,
     bad = find_bad_action(actions, codec.clip)
     if bad >= 0:
         return -1 - bad
-    return _step_chunk(0, st.step.shape[0], st, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf,
-                       auto_reset)
+    # np.int64(0), not 0: a literal 0 would make numba build the whole step a second time, apart from the
+    # threaded kernels' int64 bounds (a cold start paid ~39 s for it)
+    return _step_chunk(np.int64(0), st.step.shape[0], st, stats, out, p, rng, actions, codec, rspec, rstate, ospec,
+                       buf, auto_reset)
 
 
 def _reset_all(st, stats, p, rng, rstate, ospec, buf, mask):
-    _reset_chunk(0, st.step.shape[0], st, stats, p, rng, rstate, ospec, buf, mask)
+    _reset_chunk(np.int64(0), st.step.shape[0], st, stats, p, rng, rstate, ospec, buf, mask)
 
 
 # The parallel kernels. numba's parallel backend cannot hand a NamedTuple that nests other
