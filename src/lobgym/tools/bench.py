@@ -231,10 +231,10 @@ def bench_crossover(cfg: AnyEnvConfig, sizes: tuple[int, ...], min_seconds: floa
             venv.reset()
             actions = np.zeros((n, venv.sim.action_dim), dtype=np.float32)
             rates[parallel] = _rate(lambda v=venv, a=actions: v.step(a), n, min_seconds)
-            picks = n >= venv.sim.parallel_min_envs
+        picks = "threaded" if n >= venv.sim.parallel_min_envs else "serial"
         rows.append({"n_envs": n, "serial_steps_per_s": rates[False], "threaded_steps_per_s": rates[True],
-                     "threaded_over_serial": rates[True] / rates[False], "lobgym_picks": "threaded" if picks
-                     else "serial", "threads": numba.get_num_threads()})
+                     "threaded_over_serial": rates[True] / rates[False], "lobgym_picks": picks,
+                     "threads": numba.get_num_threads()})
     return rows
 
 
