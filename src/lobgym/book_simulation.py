@@ -117,14 +117,14 @@ def _reset_env(i, st, stats, p, rng, rstate, ospec, buf):
 @kernel
 def _step_chunk(lo, hi, st, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf, auto_reset):
     n_done = 0
-    for i in range(lo, hi):
+    for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wraparound (lobgym.simulation)
         n_done += _step_env(i, st, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf, auto_reset)
     return n_done
 
 
 @kernel
 def _reset_chunk(lo, hi, st, stats, p, rng, rstate, ospec, buf, mask):
-    for i in range(lo, hi):
+    for i in range(np.uint64(lo), np.uint64(hi)):
         if mask[i]:
             _reset_env(i, st, stats, p, rng, rstate, ospec, buf)
 

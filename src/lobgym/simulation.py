@@ -131,17 +131,19 @@ def _reset_all(state, stats, out, p, rng, rstate, ospec, buf, mask):
             _reset_env(i, state, stats, out, p, rng, rstate, ospec, buf)
 
 
+# The chunk kernels count envs with an unsigned index: numba wraps negative indices around, so with a
+# signed index of unknown sign every array access carries a check (~6 ns per env-step, 15% of the step).
 @kernel
 def _step_chunk(lo, hi, state, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf, auto_reset):
     n_done = 0
-    for i in range(lo, hi):
+    for i in range(np.uint64(lo), np.uint64(hi)):
         n_done += _step_env(i, state, stats, out, p, rng, actions, codec, rspec, rstate, ospec, buf, auto_reset)
     return n_done
 
 
 @kernel
 def _reset_chunk(lo, hi, state, stats, out, p, rng, rstate, ospec, buf, mask):
-    for i in range(lo, hi):
+    for i in range(np.uint64(lo), np.uint64(hi)):
         if mask[i]:
             _reset_env(i, state, stats, out, p, rng, rstate, ospec, buf)
 

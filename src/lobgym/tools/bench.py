@@ -72,7 +72,7 @@ _bare_parallel = parallel_kernel(_bare)
 # What the env reaches of it is what the framework costs.
 @kernel
 def _minimal_range(lo, hi, rng, p, bid_depth, ask_depth, mid, cash, inventory, step):
-    for i in range(lo, hi):
+    for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned, as the env's chunks: no index wraparound
         m = mid[i]
         bid = bid_price(m, bid_depth, p.tick_size)
         ask = ask_price(m, ask_depth, p.tick_size)

@@ -118,7 +118,7 @@ def step_one(i, state, stats, out, p, bid_depth, ask_depth, bid_size, ask_size, 
 
 @kernel
 def _step_range(lo, hi, state, stats, out, p, bid_depth, ask_depth, bid_size, ask_size, rng):
-    for i in range(lo, hi):
+    for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no negative-index wraparound per access
         step_one(i, state, stats, out, p, bid_depth[i], ask_depth[i], bid_size[i], ask_size[i], rng)
 
 
