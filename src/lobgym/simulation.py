@@ -47,9 +47,9 @@ from lobgym.spaces import (
 announce_compiles()  # a cold numba cache says so instead of compiling for a silent minute
 
 #: Batches at least this large use the multi-core kernel (below it, handing the envs to the threads
-#: costs more than it saves): the crossover measured on 2 cores lies between 768 (0.88x) and 896 envs
-#: (1.12x) - docs/performance.md.
-PARALLEL_MIN_ENVS = 896
+#: costs more than it saves): measured on 2 cores, 0.97x at 512 envs, 1.02x at 640, 1.06x at 768,
+#: 1.30x at 896 (lobgym bench --crossover; docs/performance.md).
+PARALLEL_MIN_ENVS = 768
 
 
 def market_params(cfg: EnvConfig) -> ReducedFormParams:
