@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "state_files": 1,  # numpy + json: run state in files that do not execute
     "folders": 1,  # stdlib: one writer per run / study folder, leftovers of interrupted writes
     "config": 2,
+    "task_suite": 3,  # the tasks' definitions (env presets, seed blocks, references), below training
     "simulation_base": 3,  # the frame both market kinds' simulations extend
     "simulation": 4,  # the reduced-form market's simulation
     "book_simulation": 4,  # the order book's: neither simulation imports the other

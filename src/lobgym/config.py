@@ -747,9 +747,15 @@ class AgentConfig(Strict):
 
 
 # -------------------------------------------------------------------------- learning-rate control
-#: Signals an LR rule can watch: SB3's training logs, finished training episodes, evaluations.
+#: Signals an LR rule can watch: SB3's training logs, the optimiser (gradient norm, the sharpness probe),
+#: finished training episodes, evaluations on the model-selection seeds (``eval_*``) and on the separate
+#: validation seeds (``val_*``, with ``eval.validation``). ``*_drawdown``: mean over episodes of the largest
+#: fall of the marked-to-market PnL from its running peak; ``*_score``: the task's normalised score (the env
+#: must be a task of ``lobgym score``).
+EVAL_SIGNALS = ("return", "pnl", "sharpe", "drawdown", "score")
 LR_SIGNALS = ("approx_kl", "loss", "value_loss", "policy_loss", "clip_fraction", "actor_loss", "critic_loss",
-              "train_return", "train_pnl", "eval_return", "eval_sharpe", "eval_pnl")
+              "grad_norm", "sharpness", "train_return", "train_pnl",
+              *(f"eval_{s}" for s in EVAL_SIGNALS), *(f"val_{s}" for s in EVAL_SIGNALS))
 LRSignal = Literal[LR_SIGNALS]  # type: ignore[valid-type]
 
 
@@ -837,11 +843,30 @@ class DivergenceGuardRule(Strict):
                                                  "optimizer state when the guard fires")
 
 
+class BanditRule(Strict):
+    """LR rule: an Exp3 bandit over learning-rate multipliers, rewarded by the improvement of ``signal``."""
+
+    kind: Literal["bandit"]
+    signal: LRSignal = "eval_return"
+    arms: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0],
+                              description="the multipliers the bandit picks from (each > 0)")
+    gamma: float = Field(0.2, gt=0, le=1, description="Exp3 exploration: the share of uniform picks")
+    mode: Literal["min", "max"] = Field("max", description="max: a rise of the signal is an improvement")
+    seed: int = Field(0, ge=0, description="seed of the arm draws (the same seed gives the same picks)")
+
+    @field_validator("arms")
+    @classmethod
+    def _arms(cls, v):
+        if len(v) < 2 or any(not (a > 0 and math.isfinite(a)) for a in v):
+            raise ValueError(f"arms = {v}: need at least two finite multipliers > 0")
+        return v
+
+
 class LRControlConfig(Strict):
     """``learning_rate:`` of a training preset when it adapts: a time base and rules (lobgym.agents.lr_control)."""
 
     base: Annotated[ConstantBase | LinearBase | CosineBase | CyclicBase, Field(discriminator="kind")]
-    rules: list[Annotated[KLTargetRule | PlateauRule | BoldDriverRule | DivergenceGuardRule,
+    rules: list[Annotated[KLTargetRule | PlateauRule | BoldDriverRule | DivergenceGuardRule | BanditRule,
                           Field(discriminator="kind")]] = Field(default_factory=list)
     lr_min: float = Field(1e-7, gt=0)
     lr_max: float = Field(1.0, gt=0)
@@ -938,6 +963,21 @@ class NormalizeConfig(Strict):
     clip_reward: float = Field(10.0, gt=0)
 
 
+class ValidationConfig(Strict):
+    """The validation seed block: episode j runs on market seed ``seed + j``."""
+
+    episodes: int = Field(100, gt=0, description="episodes per validation")
+    seed: int = Field(2_000_000, ge=0, description="episode j runs on market seed seed + j")
+
+
+class ProbeConfig(Strict):
+    """The loss-landscape probe: sharpness along the normalised gradient, every ``every`` updates."""
+
+    every: int = Field(10, gt=0, description="train() calls between probes")
+    radius: float = Field(1e-2, gt=0, description="step rho along the normalised gradient")
+    batch: int = Field(256, gt=0, description="transitions of the probe's minibatch")
+
+
 class TrainEvalConfig(Strict):
     """Periodic deterministic evaluation on held-out market seeds, the same ones at every evaluation."""
 
@@ -947,6 +987,9 @@ class TrainEvalConfig(Strict):
     baselines: list[str] | None = Field(None, description="baseline presets evaluated on the same seeds; "
                                                           "null = the env's default baselines")
     metric: Literal["return", "pnl", "sharpe"] = Field("return", description="what 'best model' maximises")
+    validation: ValidationConfig | None = Field(
+        None, description="a second held-out seed block, evaluated with the first, whose results (val_* signals) "
+                          "drive the learning-rate controller; the first block picks the best model")
 
 
 class CheckpointConfig(Strict):
@@ -977,6 +1020,11 @@ class TrainingConfig(Strict):
     eval: TrainEvalConfig = Field(default_factory=TrainEvalConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     torch_threads: int = Field(1, gt=0, description="torch CPU threads (1 is fastest for small MLPs)")
+    critic_loss: Literal["mse", "huber"] = Field(
+        "mse", description="the value (PPO) or Q (SAC) regression loss: SB3's squared error, or Huber")
+    huber_delta: float = Field(1.0, gt=0, description="Huber's threshold: quadratic below it, linear above")
+    probe: ProbeConfig | None = Field(None, description="measure the loss landscape's sharpness (probe/* in "
+                                                        "TensorBoard, the sharpness signal)")
     interface: dict[Literal["action", "observation"], dict[str, Any]] | None = Field(
         None, description="the agent's own action codec and observation, merged over the env's sections when a run "
                           "starts (e.g. {action: {kind: spread_skew}}); the market and reward stay the env's")
@@ -998,6 +1046,14 @@ class TrainingConfig(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> TrainingConfig:
+        if isinstance(self.learning_rate, LRControlConfig):
+            for j, rule in enumerate(self.learning_rate.rules):
+                if rule.signal.startswith("val_") and self.eval.validation is None:
+                    raise ValueError(f"learning_rate.rules.{j}.signal = {rule.signal!r}: needs a validation seed "
+                                     "block (eval.validation: {episodes, seed})")
+                if rule.signal == "sharpness" and self.probe is None:
+                    raise ValueError(f"learning_rate.rules.{j}.signal = 'sharpness': needs the probe "
+                                     "(probe: {every, radius, batch})")
         allowed = HYPERPARAMS[self.kind]
         for k, v in self.hyperparams.items():
             if k not in allowed:

@@ -46,6 +46,9 @@ class Evaluation:
     terms: np.ndarray | None = None  #: (episodes, len(term_names)) each weighted reward term summed over the episode
     term_names: tuple[str, ...] = ()
     seed: int | None = None  #: episode j ran on market seed ``seed + j`` (None: not recorded)
+    #: (episodes,) largest fall of the episode's marked-to-market PnL from its running peak (>= 0; the
+    #: peak starts at 0, the PnL before the first step), sampled after every step; None: not measured
+    drawdowns: np.ndarray | None = None
     summary: dict[str, float] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -55,11 +58,16 @@ class Evaluation:
         if self.terms is not None:
             for j, name in enumerate(self.term_names):
                 self.summary[f"term_{name}_mean"] = float(np.mean(self.terms[:, j]))
+        if self.drawdowns is not None:
+            self.summary["max_drawdown_mean"] = float(np.mean(self.drawdowns))
+            self.summary["max_drawdown_worst"] = float(np.max(self.drawdowns))
 
     def episode_values(self, name: str) -> np.ndarray:
         """One value per episode of ``name``: ``"return"`` or one of :attr:`metric_names`."""
         if name == "return":
             return self.returns
+        if name == "max_drawdown" and self.drawdowns is not None:
+            return self.drawdowns
         if name not in self.metric_names:
             raise ValueError(f"metric {name!r}: not measured by this evaluation; measured: return, "
                              + ", ".join(self.metric_names))
@@ -70,6 +78,7 @@ class Evaluation:
         return {"agent": self.agent, "summary": self.summary,
                 "episodes": {name: self.metrics[:, j].tolist() for j, name in enumerate(self.metric_names)}
                 | {"return": self.returns.tolist()}
+                | ({"max_drawdown": self.drawdowns.tolist()} if self.drawdowns is not None else {})
                 | ({f"term_{name}": self.terms[:, j].tolist() for j, name in enumerate(self.term_names)}
                    if self.terms is not None else {})}
 
@@ -87,7 +96,7 @@ def evaluate(agent: Predictor, env: str | Path | dict | EnvConfig, episodes: int
                              f"evaluated env {cfg.name!r}")
         cfg = acts_on
     n_steps = cfg.market.n_steps
-    metrics, returns, terms = [], [], []
+    metrics, returns, terms, drawdowns = [], [], [], []
     names, term_names = METRICS, ()
     for start in range(0, episodes, batch):
         n = min(batch, episodes - start)
@@ -97,7 +106,8 @@ def evaluate(agent: Predictor, env: str | Path | dict | EnvConfig, episodes: int
         obs = sim.reset().copy()
         total = np.zeros(n)
         term_total = np.zeros((n, len(term_names)))
-        for _ in range(n_steps):
+        peak, drawdown = np.zeros(n), np.zeros(n)
+        for t in range(n_steps):
             actions, _ = agent.predict(obs, deterministic=True)
             if np.shape(actions) != sim.actions.shape:
                 raise ValueError(f"agent {name!r}: actions.shape = {np.shape(actions)}, expected {sim.actions.shape} "
@@ -107,13 +117,27 @@ def evaluate(agent: Predictor, env: str | Path | dict | EnvConfig, episodes: int
             obs = b.obs.copy()
             total += b.rewards
             term_total += b.terms
+            # after the last step the envs have reset: the episode's final PnL is its metric
+            pnl = b.metrics[:, names.index("pnl")] if t == n_steps - 1 else marked_pnl(sim)
+            np.maximum(peak, pnl, out=peak)
+            np.maximum(drawdown, peak - pnl, out=drawdown)
         if not b.dones.all():
             raise RuntimeError("episodes did not end together at the horizon")
         metrics.append(b.metrics.copy())
         returns.append(total)
         terms.append(term_total)
+        drawdowns.append(drawdown)
     return Evaluation(name, np.concatenate(metrics), np.concatenate(returns), names, np.concatenate(terms), term_names,
-                      seed=seed)
+                      seed=seed, drawdowns=np.concatenate(drawdowns))
+
+
+def marked_pnl(sim: Any) -> np.ndarray:
+    """Each env's PnL so far, marked to the mid: cash + inventory x mid - starting wealth - fees.
+
+    The ``pnl`` episode metric of both market kinds, taken mid-episode.
+    """
+    st = sim.state
+    return st.cash + st.inventory * st.mid - sim.stats.wealth0 - st.fees
 
 
 #: Per-episode quantities compared on common random numbers: the return and every metric defined in

@@ -275,8 +275,8 @@ def test_a_run_folder_holds_config_metadata_logs_checkpoints_models_and_report(k
     evaluations = json.loads((run_dir / "evaluations.json").read_text())
     assert [e["timesteps"] for e in evaluations] == FIXTURE_EVALS[kind]
     for e in evaluations:
-        assert set(e) == {"timesteps", "return", "pnl", "sharpe", "pnl_std", "mean_abs_inventory", "fills", "lr",
-                          "terms"}
+        assert set(e) == {"timesteps", "return", "pnl", "sharpe", "max_drawdown", "pnl_std", "mean_abs_inventory",
+                          "fills", "lr", "terms"}
         assert e["lr"] > 0 and np.isfinite(e["return"])
         # each reward term's mean episode sum; the terms add up to the return
         assert e["terms"] and math.isclose(sum(e["terms"].values()), e["return"], rel_tol=1e-6, abs_tol=1e-9)

@@ -108,14 +108,19 @@ class GradNormCallback(BaseCallback):
 
     ``train/grad_norm_<optimizer>`` (mean and max over its optimizer steps) is the L2 norm of the
     gradient each step applies, after PPO's clipping at ``max_grad_norm`` (SAC does not clip);
-    ``train/lr_now`` is the learning rate the last step used, for every run (a fixed rate, a schedule
-    or a controller). Measured by an optimizer step pre-hook, so both are what was applied, not what a
-    schedule says.
+    ``train/grad_norm_<optimizer>_unclipped`` the mean norm before any clipping (the squared norms of
+    the parameters' gradients summed as backward writes them); ``train/lr_now`` is the learning rate the
+    last step used, for every run (a fixed rate, a schedule or a controller). Measured by an optimizer
+    step pre-hook, so both are what was applied, not what a schedule says. The controller's
+    ``grad_norm`` signal is the unclipped mean of the policy's (PPO) or actor's (SAC) optimizer.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, controller: Any = None) -> None:
         super().__init__()
+        self.controller = controller
         self._norms: dict[str, list[float]] = {}
+        self._unclipped: dict[str, list[float]] = {}
+        self._sumsq: dict[str, float] = {}
         self._lr: float | None = None
         self._handles: list[Any] = []
 
@@ -128,11 +133,22 @@ class GradNormCallback(BaseCallback):
         for name, opt in optimizers.items():
             if opt is None:
                 continue
-            self._norms[name] = []
+            self._norms[name], self._unclipped[name], self._sumsq[name] = [], [], 0.0
             self._handles.append(opt.register_step_pre_hook(self._hook(name)))
+            for group in opt.param_groups:
+                for param in group["params"]:
+                    self._handles.append(param.register_post_accumulate_grad_hook(self._grad_hook(name)))
+
+    def _grad_hook(self, name: str) -> Callable:
+        def add(param) -> None:  # after backward wrote param.grad, before any clipping
+            with torch.no_grad():
+                self._sumsq[name] = self._sumsq[name] + torch.sum(param.grad * param.grad)
+        return add
 
     def _hook(self, name: str) -> Callable:
         def record(optimizer, args, kwargs) -> None:
+            self._unclipped[name].append(math.sqrt(float(self._sumsq[name])))
+            self._sumsq[name] = 0.0
             if name in ("policy", "actor"):
                 self._lr = float(optimizer.param_groups[0]["lr"])
             grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
@@ -151,6 +167,14 @@ class GradNormCallback(BaseCallback):
                 self.logger.record(f"train/grad_norm_{name}", float(np.mean(norms)))
                 self.logger.record(f"train/grad_norm_{name}_max", float(np.max(norms)))
                 norms.clear()
+        for name, norms in self._unclipped.items():
+            if norms:
+                mean = float(np.mean(norms))
+                self.logger.record(f"train/grad_norm_{name}_unclipped", mean)
+                watched = self.controller is not None and "grad_norm" in self.controller.signals
+                if name in ("policy", "actor") and watched:
+                    self.controller.observe("grad_norm", mean)
+                norms.clear()
         if self._lr is not None:  # recorded next to SB3's train/* scalars of the same train()
             self.logger.record("train/lr_now", self._lr)
             self._lr = None
@@ -165,12 +189,20 @@ class GradNormCallback(BaseCallback):
         self._handles.clear()
 
 
+#: Controller signal suffix -> the evaluation row's key (``eval_<suffix>``, ``val_<suffix>``).
+EVAL_ROW_KEYS = {"return": "return", "pnl": "pnl", "sharpe": "sharpe", "drawdown": "max_drawdown", "score": "score"}
+
+
 class EvalCallback(BaseCallback):
     """Evaluates the policy every ``every`` timesteps (and at the start), keeping the best model.
 
-    Each evaluation runs deterministically on the same held-out market seeds, logs ``eval/*`` next to
-    the baselines' scores and feeds ``eval_return``, ``eval_pnl`` and ``eval_sharpe`` to the
-    learning-rate controller.
+    Each evaluation runs deterministically on the same held-out market seeds (the model-selection
+    block), logs ``eval/*`` next to the baselines' scores and feeds ``eval_return``, ``eval_pnl``,
+    ``eval_sharpe``, ``eval_drawdown`` (and ``eval_score`` on a task) to the learning-rate controller.
+    With a validation block (``validation = (episodes, seed)``) the same policy is also evaluated on
+    those seeds: ``val/*`` in TensorBoard, ``val_*`` signals for the controller, never used to pick the
+    best model. ``score_refs`` maps ``"eval"`` / ``"val"`` to the mean returns ``(zero, reference)``
+    of the task's two reference agents on that block; the score is ``(R - zero) / (reference - zero)``.
 
     The ``eval/*`` scalars are written straight to the logger's outputs at the timestep they were
     measured: ``logger.record`` would hold them until SB3's next dump, at the end of the next rollout
@@ -180,9 +212,12 @@ class EvalCallback(BaseCallback):
 
     def __init__(self, env_cfg: Any, every: int, episodes: int, seed: int, metric: str,
                  baselines: dict[str, dict[str, float]], save_best: Callable[[], None], controller: Any = None,
-                 history_path: Path | None = None):
+                 history_path: Path | None = None, validation: tuple[int, int] | None = None,
+                 score_refs: dict[str, tuple[float, float]] | None = None):
         super().__init__()
         self.history_path = history_path
+        self.validation = validation
+        self.score_refs = score_refs or {}
         self.env_cfg, self.every, self.episodes, self.seed, self.metric = env_cfg, every, episodes, seed, metric
         self.baselines = baselines
         self.save_best = save_best
@@ -191,10 +226,20 @@ class EvalCallback(BaseCallback):
         self.best: float | None = None
         self.history: list[dict[str, float]] = []
 
-    def evaluate_now(self) -> Evaluation:
-        """Evaluate the current policy on the held-out seeds (no logging, no best-model bookkeeping)."""
+    def evaluate_now(self, block: str = "eval") -> Evaluation:
+        """Evaluate the current policy on a held-out seed block, ``"eval"`` or ``"val"`` (nothing logged)."""
+        episodes, seed = (self.episodes, self.seed) if block == "eval" else self.validation
         agent = PolicyAgent(self.model, self.model.get_vec_normalize_env())
-        return evaluate(agent, self.env_cfg, episodes=self.episodes, seed=self.seed, name="policy")
+        return evaluate(agent, self.env_cfg, episodes=episodes, seed=seed, name="policy")
+
+    def _block_row(self, block: str) -> dict[str, float]:
+        s = self.evaluate_now(block).summary
+        row = {"return": s["return_mean"], "pnl": s["pnl_mean"], "sharpe": s["sharpe"],
+               "max_drawdown": s["max_drawdown_mean"]}
+        if block in self.score_refs:
+            zero, ref = self.score_refs[block]
+            row["score"] = (row["return"] - zero) / (ref - zero)
+        return row | {"_summary": s}
 
     def _on_rollout_start(self) -> None:
         if self.num_timesteps < self.next_eval:
@@ -204,23 +249,31 @@ class EvalCallback(BaseCallback):
 
     def run_evaluation(self) -> None:
         """Evaluate now: record the row in the history, feed the controller, log, and keep the best model."""
-        s = self.evaluate_now().summary
-        row = {"timesteps": self.num_timesteps, "return": s["return_mean"], "pnl": s["pnl_mean"],
-               "sharpe": s["sharpe"], "pnl_std": s["pnl_std"], "mean_abs_inventory": s["mean_abs_inventory"],
-               "fills": s["fills_mean"],
+        block = self._block_row("eval")
+        s = block.pop("_summary")
+        row = {"timesteps": self.num_timesteps, **block, "pnl_std": s["pnl_std"],
+               "mean_abs_inventory": s["mean_abs_inventory"], "fills": s["fills_mean"],
                "terms": {k.removeprefix("term_").removesuffix("_mean"): v for k, v in s.items()
                          if k.startswith("term_")}}
+        if self.validation is not None:
+            val = self._block_row("val")
+            val.pop("_summary")
+            row["validation"] = val
         if self.controller is not None:
             row["lr"] = self.controller(self.model._current_progress_remaining)
-            for signal, key in (("eval_return", "return"), ("eval_pnl", "pnl"), ("eval_sharpe", "sharpe")):
-                if signal in self.controller.signals:
-                    self.controller.observe(signal, row[key])
+            for prefix, values in (("eval", row), ("val", row.get("validation"))):
+                for suffix, key in EVAL_ROW_KEYS.items():
+                    signal = f"{prefix}_{suffix}"
+                    if values is not None and signal in self.controller.signals and key in values:
+                        self.controller.observe(signal, values[key])
         else:
             row["lr"] = float(self.model.lr_schedule(self.model._current_progress_remaining))
         self.history.append(row)
         if self.history_path is not None:  # rewritten after each evaluation: curves of unfinished runs too
             write_json_atomic(self.history_path, self.history)
-        scalars = {f"eval/{key}": row[key] for key in ("return", "pnl", "sharpe", "mean_abs_inventory", "fills")}
+        scalars = {f"eval/{key}": row[key] for key in ("return", "pnl", "sharpe", "max_drawdown", "score",
+                                                        "mean_abs_inventory", "fills") if key in row}
+        scalars |= {f"val/{key}": value for key, value in row.get("validation", {}).items()}
         for name, summary in self.baselines.items():
             scalars[f"eval_baselines/{name}_{self.metric}"] = summary[self.metric]
         score = row[self.metric]

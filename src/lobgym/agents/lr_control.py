@@ -23,6 +23,12 @@ multiplier that the rules move. Each rule reacts to one named signal:
 * :class:`BoldDriver` (a training return): exponential smoothing ``s = smoothing * s + (1 -
   smoothing) * x``; the multiplier grows by ``grow`` when ``s`` rises and is cut by ``cut`` when it
   falls by more than ``tolerance``.
+* :class:`Bandit` (any signal; LRRL-style): an Exp3 bandit whose arms are multipliers. Each observation
+  after the first rewards the arm in play with the signal's improvement since the previous observation
+  (a rise in ``max`` mode, a fall in ``min`` mode), squashed to [0, 1] by ``0.5 + 0.5 tanh(delta /
+  scale)`` with ``scale`` the running mean magnitude of the improvements, and the bandit then draws the
+  next arm from ``(1 - gamma) w / sum(w) + gamma / K``; its factor moves the multiplier from the old arm
+  to the new one. The draws come from ``seed`` and the count of draws, so a resumed run draws the same.
 * :class:`DivergenceGuard` (losses, KL): a non-finite value, or one above ``max_ratio`` times the
   running mean of its magnitude, cuts the multiplier by ``cut`` at once and blocks every increase
   (from any rule) for the next ``cooldown`` observations of that signal. With ``reload_best``,
@@ -237,7 +243,64 @@ class DivergenceGuard(Rule):
         return 1.0
 
 
-RULES = {"kl_target": KLTarget, "plateau": Plateau, "bold_driver": BoldDriver, "divergence_guard": DivergenceGuard}
+@dataclass
+class Bandit(Rule):
+    """Exp3 over learning-rate multipliers ``arms``, rewarded by the improvement of the signal (see the module)."""
+
+    signal: str = "eval_return"
+    arms: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    gamma: float = 0.2
+    mode: str = "max"
+    seed: int = 0
+    log_weights: list[float] | None = None  #: Exp3's weights, as logarithms (they only grow)
+    arm: int | None = None  #: index of the arm in play (None before the first observation)
+    draws: int = 0
+    last: float | None = None
+    scale: float | None = None
+    state_fields: ClassVar[tuple[str, ...]] = ("arm", "draws", "last", "scale")
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"mode = {self.mode!r}: allowed: 'min', 'max'")
+        if len(self.arms) < 2 or any(not (a > 0 and math.isfinite(a)) for a in self.arms):
+            raise ValueError(f"arms = {self.arms}: need at least two finite multipliers > 0")
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma = {self.gamma}: must be in (0, 1]")
+        if self.log_weights is None:
+            self.log_weights = [0.0] * len(self.arms)
+
+    def probabilities(self) -> np.ndarray:
+        """Exp3's probability of each arm at the next draw."""
+        w = np.exp(np.asarray(self.log_weights) - max(self.log_weights))
+        return (1.0 - self.gamma) * w / w.sum() + self.gamma / len(self.arms)
+
+    def _draw(self) -> int:
+        u = np.random.default_rng([self.seed, self.draws]).random()
+        self.draws += 1
+        return int(min(np.searchsorted(np.cumsum(self.probabilities()), u, side="right"), len(self.arms) - 1))
+
+    def update(self, value: float) -> float:
+        """Take one observation; return the factor from the old arm's multiplier to the next arm's."""
+        if not math.isfinite(value):
+            return 1.0
+        if self.arm is None:  # the first observation: nothing to reward yet, pick an arm
+            self.last = value
+            self.arm = self._draw()
+            return self.arms[self.arm]
+        delta = (value - self.last) if self.mode == "max" else (self.last - value)
+        self.last = value
+        self.scale = abs(delta) if self.scale is None else 0.9 * self.scale + 0.1 * abs(delta)
+        reward = 0.5 + 0.5 * math.tanh(delta / self.scale) if self.scale > 0 else 0.5
+        k = len(self.arms)
+        p = self.probabilities()[self.arm]
+        self.log_weights[self.arm] += self.gamma * (reward / p) / k
+        old = self.arm
+        self.arm = self._draw()
+        return self.arms[self.arm] / self.arms[old]
+
+
+RULES = {"kl_target": KLTarget, "plateau": Plateau, "bold_driver": BoldDriver, "divergence_guard": DivergenceGuard,
+         "bandit": Bandit}
 
 
 # ------------------------------------------------------------------------------------ controller
@@ -313,7 +376,10 @@ class LRController:
 def _check_type(rule: Rule, key: str, value: Any) -> None:
     """A saved rule field must have the kind of value the rule holds (text, or a number / None)."""
     current = getattr(rule, key)
-    if isinstance(current, str | bool):
+    if isinstance(current, list):
+        ok = isinstance(value, list) and len(value) == len(current) and all(
+            isinstance(x, int | float) and not isinstance(x, bool) for x in value)
+    elif isinstance(current, str | bool):
         ok = isinstance(value, type(current))
     else:
         ok = value is None or (isinstance(value, int | float) and not isinstance(value, bool))

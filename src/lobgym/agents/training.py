@@ -54,6 +54,7 @@ from lobgym.agents.checkpoints import (
     read_checkpoint,
     set_rng_states,
 )
+from lobgym.agents.losses import critic_loss
 from lobgym.agents.lr_control import LRController, build_controller, make_lr_callback
 from lobgym.agents.model_files import (
     load_sb3,
@@ -61,6 +62,7 @@ from lobgym.agents.model_files import (
     restore_vecnormalize,
     vecnormalize_state,
 )
+from lobgym.agents.probes import SharpnessProbeCallback
 from lobgym.config import (
     OPTIMIZERS,
     AnyEnvConfig,
@@ -168,12 +170,80 @@ def with_normaliser(run: RunConfig, venv: Any) -> Any:
 
 
 def check_seeds(run: RunConfig) -> None:
-    """Raise :class:`ConfigError` if the training market seeds overlap the held-out evaluation seeds."""
+    """Raise :class:`ConfigError` if the run's seed blocks overlap.
+
+    The blocks: the training market seeds, the held-out evaluation (model-selection) seeds, the
+    validation seeds (``eval.validation``) and, when the env is a task of ``lobgym score``, the task's
+    test seeds, which no training decision may see.
+    """
     lo, hi = run.seed, run.seed + run.agent.n_envs
-    e_lo, e_hi = run.agent.eval.seed, run.agent.eval.seed + run.agent.eval.episodes
+    ev = run.agent.eval
+    e_lo, e_hi = ev.seed, ev.seed + ev.episodes
     if lo < e_hi and e_lo < hi:
         raise ConfigError(f"seed = {run.seed}: training market seeds {lo}..{hi - 1} overlap the held-out evaluation "
                           f"seeds {e_lo}..{e_hi - 1} (eval.seed); pick a seed below {e_lo - run.agent.n_envs + 1}")
+    blocks = [("training market seeds (seed)", lo, hi), ("evaluation seeds (eval.seed)", e_lo, e_hi)]
+    if ev.validation is not None:
+        blocks.append(("validation seeds (eval.validation.seed)", ev.validation.seed,
+                       ev.validation.seed + ev.validation.episodes))
+    task = task_of(run.env)
+    if task is not None:
+        blocks.append((f"test seeds of task {task.name!r}", task.seed, task.seed + task.episodes))
+    for i, (name_a, a_lo, a_hi) in enumerate(blocks):
+        for name_b, b_lo, b_hi in blocks[i + 1:]:
+            if a_lo < b_hi and b_lo < a_hi:
+                raise ConfigError(f"{name_a} {a_lo}..{a_hi - 1} overlap the {name_b} {b_lo}..{b_hi - 1}: "
+                                  "each seed block must be disjoint from the others")
+
+
+def task_of(env_cfg: AnyEnvConfig):
+    """The ``lobgym score`` task whose env ``env_cfg`` is, or ``None``.
+
+    The same name, market and reward (the agent's own action and observation sections may differ).
+    """
+    from lobgym.task_suite import TASKS, task_env
+
+    task = TASKS.get(env_cfg.name)
+    if task is None:
+        return None
+    env = task_env(task)
+    return task if (env.market, env.reward) == (env_cfg.market, env_cfg.reward) else None
+
+
+def watches_score(controller: LRController | None) -> bool:
+    """Whether a rule of ``controller`` watches the task's normalised score (``eval_score``, ``val_score``)."""
+    return controller is not None and bool(controller.signals & {"eval_score", "val_score"})
+
+
+def score_refs(run_dir: Path, run: RunConfig) -> dict[str, tuple[float, float]]:
+    """Mean returns (zero agent, reference agent) of the run's task on its evaluation and validation seeds.
+
+    Computed once per run and kept in ``score_refs.json``; raises :class:`ConfigError` if the env is not a task.
+    """
+    path = run_dir / "score_refs.json"
+    if path.is_file():
+        return {k: tuple(v) for k, v in read_json(path, expect=dict).items()}
+    from lobgym.agents import make_agent
+    from lobgym.task_suite import task_env
+
+    task = task_of(run.env)
+    if task is None:
+        raise ConfigError(f"env {run.env.name!r}: the eval_score / val_score signals need the env to be a task of "
+                          "lobgym score (same name and settings)")
+    ev = run.agent.eval
+    blocks = {"eval": (ev.episodes, ev.seed)}
+    if ev.validation is not None:
+        blocks["val"] = (ev.validation.episodes, ev.validation.seed)
+    out = {}
+    for block, (episodes, seed) in blocks.items():
+        means = []
+        env = task_env(task)
+        for name in (task.zero, task.reference):
+            agent = make_agent(name, env)
+            means.append(float(np.mean(evaluate(agent, env, episodes=episodes, seed=seed, name=name).returns)))
+        out[block] = tuple(means)
+    write_json_atomic(path, out)
+    return out
 
 
 def new_model(run: RunConfig, venv: Any, controller: LRController | None):
@@ -339,10 +409,15 @@ def _train(run_dir: Path, run: RunConfig, resume: bool, progress: bool) -> Path:
                               save_best=lambda: _save_model_dir(run_dir / "best", model, {
                                   "timesteps": model.num_timesteps, "metric": ev.metric,
                                   "score": evaluation.best}),
-                              controller=controller, history_path=run_dir / "evaluations.json")
+                              controller=controller, history_path=run_dir / "evaluations.json",
+                              validation=(ev.validation.episodes, ev.validation.seed) if ev.validation else None,
+                              score_refs=score_refs(run_dir, run) if watches_score(controller) else None)
     episodes = EpisodeMetricsCallback()
     stateful: dict[str, Any] = {"episodes": episodes, "evaluation": evaluation}
-    callbacks: list[Any] = [episodes, GradNormCallback()]
+    if cfg.probe is not None:
+        stateful["probe"] = SharpnessProbeCallback(cfg.probe.every, cfg.probe.radius, cfg.probe.batch, cfg.critic_loss,
+                                                   cfg.huber_delta, controller, seed=run.seed)
+    callbacks: list[Any] = [episodes, GradNormCallback(controller), *([stateful["probe"]] if cfg.probe else [])]
     if has_schedule(run.env):  # first: the weights of a rollout are set before anything else looks at it
         callbacks.insert(0, RewardCurriculumCallback(run.env, run.timesteps))
     if controller is not None:
@@ -364,8 +439,9 @@ def _train(run_dir: Path, run: RunConfig, resume: bool, progress: bool) -> Path:
 
     remaining = run.timesteps - model.num_timesteps
     if remaining > 0:
-        model.learn(total_timesteps=remaining if checkpoint is not None else run.timesteps,
-                    callback=CallbackList(callbacks), reset_num_timesteps=checkpoint is None, log_interval=1)
+        with critic_loss(cfg.critic_loss, cfg.huber_delta):
+            model.learn(total_timesteps=remaining if checkpoint is not None else run.timesteps,
+                        callback=CallbackList(callbacks), reset_num_timesteps=checkpoint is None, log_interval=1)
     else:  # resuming a run that had finished: nothing to learn, the files below are rewritten
         CallbackList(callbacks[:-1] if progress else callbacks).init_callback(model)
     if not evaluation.history or evaluation.history[-1]["timesteps"] != model.num_timesteps:
