@@ -906,12 +906,25 @@ HYPERPARAMS: dict[str, tuple[str, ...]] = {
 #: Hyperparameters that SB3 takes as text ("auto", "auto_0.1").
 STRING_HYPERPARAMS = ("ent_coef", "target_entropy")
 
-#: ``optimizer.name`` -> the torch optimizer and the keyword arguments a preset may pass to it.
+#: ``optimizer.name`` -> the optimizer class (``"module:Class"``) and the keyword arguments a preset may
+#: pass to it. Prodigy, D-Adaptation Adam and schedule-free AdamW come with ``pip install 'lobgym[optim]'``.
+#: Prodigy and D-Adaptation estimate the step size ``d`` themselves and take ``learning_rate`` as a
+#: multiplier on it (their default is 1.0; a controller then scales d); schedule-free AdamW takes a rate
+#: as Adam does and needs no decay schedule (``lobgym train`` switches it to its averaged weights for
+#: rollouts, evaluations and saving, and back for the updates).
 OPTIMIZERS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "adam": ("Adam", ("betas", "eps", "weight_decay", "amsgrad")),
-    "adamw": ("AdamW", ("betas", "eps", "weight_decay", "amsgrad")),
-    "rmsprop": ("RMSprop", ("alpha", "eps", "weight_decay", "momentum", "centered")),
+    "adam": ("torch.optim:Adam", ("betas", "eps", "weight_decay", "amsgrad")),
+    "adamw": ("torch.optim:AdamW", ("betas", "eps", "weight_decay", "amsgrad")),
+    "rmsprop": ("torch.optim:RMSprop", ("alpha", "eps", "weight_decay", "momentum", "centered")),
+    "prodigy": ("prodigyopt:Prodigy", ("betas", "beta3", "eps", "weight_decay", "decouple", "use_bias_correction",
+                                       "safeguard_warmup", "d0", "d_coef", "growth_rate")),
+    "dadapt_adam": ("dadaptation:DAdaptAdam", ("betas", "eps", "weight_decay", "decouple", "use_bias_correction",
+                                               "d0", "growth_rate")),
+    "adamw_schedulefree": ("schedulefree:AdamWScheduleFree", ("betas", "eps", "weight_decay", "warmup_steps", "r",
+                                                              "weight_lr_power")),
 }
+#: The pip package behind each optional optimizer (all in the ``optim`` extra).
+OPTIMIZER_PACKAGES = {"prodigy": "prodigyopt", "dadapt_adam": "dadaptation", "adamw_schedulefree": "schedulefree"}
 
 Scalar = float | int | bool | str | None
 HyperValue = Scalar | list[Scalar]
@@ -941,7 +954,7 @@ class PolicyConfig(Strict):
 class OptimizerConfig(Strict):
     """The torch optimizer and its keyword arguments (the rate comes from ``learning_rate``)."""
 
-    name: Literal["adam", "adamw", "rmsprop"] = "adam"
+    name: Literal["adam", "adamw", "rmsprop", "prodigy", "dadapt_adam", "adamw_schedulefree"] = "adam"
     kwargs: dict[str, HyperValue] = Field(default_factory=dict, description="keyword arguments of the optimizer")
 
     @model_validator(mode="after")
@@ -949,7 +962,7 @@ class OptimizerConfig(Strict):
         allowed = OPTIMIZERS[self.name][1]
         for k in self.kwargs:
             if k not in allowed:
-                raise ValueError(f"kwargs.{k}: not an argument of {OPTIMIZERS[self.name][0]}; "
+                raise ValueError(f"kwargs.{k}: not an argument of {OPTIMIZERS[self.name][0].split(':')[1]}; "
                                  f"allowed: {', '.join(allowed)} (lr comes from learning_rate)")
         return self
 

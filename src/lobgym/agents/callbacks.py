@@ -314,6 +314,44 @@ class EvalCallback(BaseCallback):
         self.next_eval, self.best, self.history = state["next_eval"], state["best"], list(state["history"])
 
 
+class ScheduleFreeModes(BaseCallback):
+    """Puts schedule-free optimizers in the mode each phase needs.
+
+    A schedule-free optimizer keeps two points: ``y``, where gradients are taken, and ``x``, the average it
+    converges to; its ``train()`` and ``eval()`` move the weights between them. Rollouts, evaluations,
+    checkpoints and saved models use ``x`` (eval mode, set at the start of training and of every rollout);
+    the updates run at ``y`` (train mode, set at the end of every rollout, just before SB3's ``train()``).
+    Must come before the callbacks that evaluate or save at a rollout start. Does nothing for other
+    optimizers.
+    """
+
+    def _optimizers(self) -> list[Any]:
+        found = [getattr(self.model.policy, "optimizer", None)]
+        for part in ("actor", "critic"):
+            found.append(getattr(getattr(self.model, part, None), "optimizer", None))
+        unique = {id(o): o for o in found if o is not None and "train_mode" in o.param_groups[0]}
+        return list(unique.values())
+
+    def _set(self, train: bool) -> None:
+        for opt in self._optimizers():
+            opt.train() if train else opt.eval()
+
+    def _on_training_start(self) -> None:
+        self._set(train=False)
+
+    def _on_rollout_start(self) -> None:
+        self._set(train=False)
+
+    def _on_rollout_end(self) -> None:
+        self._set(train=True)
+
+    def _on_training_end(self) -> None:
+        self._set(train=False)
+
+    def _on_step(self) -> bool:
+        return True
+
+
 class RewardCurriculumCallback(BaseCallback):
     """Reward curricula (:mod:`lobgym.curriculum`) applied to the training env.
 

@@ -44,6 +44,7 @@ from lobgym.agents.callbacks import (
     ProgressCallback,
     ReloadBestCallback,
     RewardCurriculumCallback,
+    ScheduleFreeModes,
 )
 from lobgym.agents.checkpoints import (
     PICKLED,
@@ -64,6 +65,7 @@ from lobgym.agents.model_files import (
 )
 from lobgym.agents.probes import SharpnessProbeCallback
 from lobgym.config import (
+    OPTIMIZER_PACKAGES,
     OPTIMIZERS,
     AnyEnvConfig,
     ConfigError,
@@ -128,6 +130,23 @@ def make_controller(cfg: TrainingConfig) -> LRController | None:
     return build_controller(cfg.learning_rate) if isinstance(cfg.learning_rate, LRControlConfig) else None
 
 
+#: The rate of a model loaded only to predict or to read its files: no step uses it; positive because Prodigy
+#: and D-Adaptation refuse 0.
+PREDICT_ONLY_LR = 1e-12
+
+
+def optimizer_class(name: str) -> type:
+    """The optimizer class of ``optimizer.name``; a :class:`ConfigError` naming the extra if it is not installed."""
+    import importlib
+
+    module, cls = OPTIMIZERS[name][0].split(":")
+    try:
+        return getattr(importlib.import_module(module), cls)
+    except ImportError:
+        raise ConfigError(f"optimizer.name = {name!r}: needs the package {OPTIMIZER_PACKAGES[name]}, which is not "
+                          "installed; install the extra with: pip install 'lobgym[optim]'") from None
+
+
 def policy_kwargs(cfg: TrainingConfig) -> dict[str, Any]:
     """SB3's ``policy_kwargs`` from the preset: networks, activation, optimizer class and its arguments."""
     import torch
@@ -135,7 +154,7 @@ def policy_kwargs(cfg: TrainingConfig) -> dict[str, Any]:
     activations = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU, "elu": torch.nn.ELU,
                    "leaky_relu": torch.nn.LeakyReLU}
     kw: dict[str, Any] = {"net_arch": cfg.policy.net_arch, "activation_fn": activations[cfg.policy.activation],
-                          "optimizer_class": getattr(torch.optim, OPTIMIZERS[cfg.optimizer.name][0]),
+                          "optimizer_class": optimizer_class(cfg.optimizer.name),
                           "optimizer_kwargs": dict(cfg.optimizer.kwargs)}
     if "betas" in kw["optimizer_kwargs"]:
         kw["optimizer_kwargs"]["betas"] = tuple(kw["optimizer_kwargs"]["betas"])
@@ -258,7 +277,7 @@ def new_model(run: RunConfig, venv: Any, controller: LRController | None):
                           f"hyperparams / policy: {err}") from None
 
 
-def model_template(run: RunConfig, venv: Any, learning_rate: Any = 0.0):
+def model_template(run: RunConfig, venv: Any, learning_rate: Any = PREDICT_ONLY_LR):
     """A model of the run's config without networks.
 
     :func:`load_model` takes from it the SB3 save entries that follow from the config (spaces, policy
@@ -273,7 +292,7 @@ def model_template(run: RunConfig, venv: Any, learning_rate: Any = 0.0):
                                                verbose=0, _init_setup_model=False, **run.agent.hyperparams)
 
 
-def load_model(path: Path, run: RunConfig, env: Any = None, learning_rate: Any = 0.0,
+def load_model(path: Path, run: RunConfig, env: Any = None, learning_rate: Any = PREDICT_ONLY_LR,
                state: dict[str, Any] | None = None, saved: tuple[bytes, dict[str, Any]] | None = None):
     """The SB3 model saved at ``path`` by a run of ``run``'s config, read without unpickling anything.
 
@@ -420,6 +439,8 @@ def _train(run_dir: Path, run: RunConfig, resume: bool, progress: bool) -> Path:
     callbacks: list[Any] = [episodes, GradNormCallback(controller), *([stateful["probe"]] if cfg.probe else [])]
     if has_schedule(run.env):  # first: the weights of a rollout are set before anything else looks at it
         callbacks.insert(0, RewardCurriculumCallback(run.env, run.timesteps))
+    if cfg.optimizer.name == "adamw_schedulefree":  # first of all: evaluations and checkpoints see x
+        callbacks.insert(0, ScheduleFreeModes())
     if controller is not None:
         lr_callback = make_lr_callback(controller)
         stateful["lr_control"] = lr_callback
@@ -537,7 +558,7 @@ def trained_agent(run_dir: str | Path, which: str = "best", env_cfg: Any = None)
                                    "normaliser statistics as npz/JSON and never unpickles run files: train the run "
                                    "again")
             venv = make_vec_env(run.env)
-            model = load_model(folder / "model.zip", run, learning_rate=0.0)
+            model = load_model(folder / "model.zip", run)
             vecnorm = None
             if normalises(run):  # observations are normalised with the statistics saved next to the model
                 vecnorm = with_normaliser(run, venv)
