@@ -608,7 +608,8 @@ BATCH_OF_ONE = {**PPO_PRESET, "hyperparams": {**PPO_PRESET["hyperparams"], "batc
     ({**PPO_PRESET, "optimizer": {"name": "rmsprop", "kwargs": {"betas": [0.9, 0.99]}}},
      r"kwargs\.betas: not an argument of RMSprop; allowed: alpha, eps, weight_decay, momentum, centered"),
     ({**PPO_PRESET, "optimizer": {"name": "sgd"}},
-     r"optimizer\.name = 'sgd': Input should be 'adam', 'adamw' or 'rmsprop'"),
+     r"optimizer\.name = 'sgd': Input should be 'adam', 'adamw', 'rmsprop', 'prodigy', 'dadapt_adam' or "
+     r"'adamw_schedulefree'"),
     ({**PPO_PRESET, "policy": {"activation": "gelu"}},
      r"policy\.activation = 'gelu': Input should be 'tanh', 'relu', 'elu' or 'leaky_relu'"),
     ({**PPO_PRESET, "learning_rate": -1.0}, r"learning_rate = -1\.0: .*allowed: a number > 0, or a controller mapping"),
