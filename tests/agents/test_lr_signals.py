@@ -199,7 +199,9 @@ def test_every_new_signal_reaches_the_controller_and_tensorboard(tmp_path):
 
 
 def test_the_unclipped_gradient_norm_is_what_clipping_saw(tmp_path):
-    preset = {**TINY_PPO, "hyperparams": {**TINY_PPO["hyperparams"], "max_grad_norm": 1e-3}, "timesteps": 512}
+    preset = {**TINY_PPO, "hyperparams": {**TINY_PPO["hyperparams"], "max_grad_norm": 1e-3}, "timesteps": 512,
+              "learning_rate": {"base": {"kind": "constant", "lr": 3e-4},
+                                "rules": [{"kind": "bold_driver", "signal": "grad_norm"}]}}
     tb = tb_scalars(_train(preset, tmp_path))
     unclipped = [v for _, v in tb["train/grad_norm_policy_unclipped"]]
     clipped_max = [v for _, v in tb["train/grad_norm_policy_max"]]

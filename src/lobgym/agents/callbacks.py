@@ -108,8 +108,9 @@ class GradNormCallback(BaseCallback):
 
     ``train/grad_norm_<optimizer>`` (mean and max over its optimizer steps) is the L2 norm of the
     gradient each step applies, after PPO's clipping at ``max_grad_norm`` (SAC does not clip);
-    ``train/grad_norm_<optimizer>_unclipped`` the mean norm before any clipping (the squared norms of
-    the parameters' gradients summed as backward writes them); ``train/lr_now`` is the learning rate the
+    ``train/grad_norm_<optimizer>_unclipped`` the mean norm before any clipping (SAC does not clip; for
+    PPO, measured when a rule watches ``grad_norm``, by summing the squared norms of the parameters'
+    gradients as backward writes them); ``train/lr_now`` is the learning rate the
     last step used, for every run (a fixed rate, a schedule or a controller). Measured by an optimizer
     step pre-hook, so both are what was applied, not what a schedule says. The controller's
     ``grad_norm`` signal is the unclipped mean of the policy's (PPO) or actor's (SAC) optimizer.
@@ -133,11 +134,15 @@ class GradNormCallback(BaseCallback):
         for name, opt in optimizers.items():
             if opt is None:
                 continue
-            self._norms[name], self._unclipped[name], self._sumsq[name] = [], [], 0.0
+            self._norms[name], self._unclipped[name] = [], []
             self._handles.append(opt.register_step_pre_hook(self._hook(name)))
-            for group in opt.param_groups:
-                for param in group["params"]:
-                    self._handles.append(param.register_post_accumulate_grad_hook(self._grad_hook(name)))
+            watched = self.controller is not None and "grad_norm" in self.controller.signals
+            if name == "policy" and watched:  # PPO clips before the step: sum the squares as backward writes them
+                # (~3% of the ppo preset's training time on cj2015, so only when a rule watches grad_norm)
+                self._sumsq[name] = 0.0
+                for group in opt.param_groups:
+                    for param in group["params"]:
+                        self._handles.append(param.register_post_accumulate_grad_hook(self._grad_hook(name)))
 
     def _grad_hook(self, name: str) -> Callable:
         def add(param) -> None:  # after backward wrote param.grad, before any clipping
@@ -147,8 +152,6 @@ class GradNormCallback(BaseCallback):
 
     def _hook(self, name: str) -> Callable:
         def record(optimizer, args, kwargs) -> None:
-            self._unclipped[name].append(math.sqrt(float(self._sumsq[name])))
-            self._sumsq[name] = 0.0
             if name in ("policy", "actor"):
                 self._lr = float(optimizer.param_groups[0]["lr"])
             grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
@@ -156,6 +159,11 @@ class GradNormCallback(BaseCallback):
                 with torch.no_grad():
                     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
                 self._norms[name].append(float(norm))
+            if name in self._sumsq:
+                self._unclipped[name].append(math.sqrt(float(self._sumsq[name])))
+                self._sumsq[name] = 0.0
+            elif grads:  # SAC does not clip: the gradient applied is the whole gradient
+                self._unclipped[name].append(self._norms[name][-1])
         return record
 
     def _on_rollout_start(self) -> None:
