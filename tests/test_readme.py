@@ -89,7 +89,14 @@ def test_learning_rate_yaml_example_builds_a_controller():
     from lobgym.agents.lr_control import DivergenceGuard, KLTarget, build_controller
     from lobgym.presets import load_yaml
 
-    (example,) = [b for b in _blocks("yaml") if b.startswith("learning_rate:")]
+    example, signals = [b for b in _blocks("yaml") if b.startswith("learning_rate:")]
     controller = build_controller(load_yaml(example)["learning_rate"])
     assert [type(r) for r in controller.rules] == [KLTarget, DivergenceGuard]
     assert controller(1.0) == 3e-4 and controller.lr_max == 3e-2
+    # the trading-signal example is a valid part of a training preset (validation block and probe included)
+    from lobgym.agents.lr_control import Bandit, Plateau
+    from lobgym.config import load_training_config
+
+    cfg = load_training_config({"kind": "ppo", **load_yaml(signals)})
+    assert [type(r) for r in build_controller(cfg.learning_rate).rules] == [Bandit, Plateau, DivergenceGuard]
+    assert cfg.eval.validation.seed == 2_000_000 and cfg.probe.every == 10
